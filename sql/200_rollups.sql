@@ -1,0 +1,147 @@
+-- Rollups sensor_readings_1m / _1h / _1d: same names and columns on every tier.
+--   tier 1: continuous aggregates (real-time) with refresh policies;
+--   tiers 2-3: rollup tables refreshed incrementally by the rollups__refresh job, plus live
+--   aggregation of raw rows past the watermark, so the views are always current.
+-- Columns: bucket, tenant_id, device_id, sensor_type, reading_count, value_sum, value_sum_sq,
+-- value_min, value_max. value_sum/value_sum_sq let averages and deviations be merged exactly.
+
+create table if not exists iot_private.rollup_invalidations (
+  rollup_name text not null,
+  from_time   timestamptz not null,
+  to_time     timestamptz not null
+);
+comment on table iot_private.rollup_invalidations is
+  'Time ranges below a rollup watermark that received late readings; the next refresh recomputes them.';
+
+create or replace function iot_private.rollup_width(rollup_name text) returns interval
+  language sql immutable
+  set search_path = pg_catalog, pg_temp
+as $$ select case rollup_name when '1m' then interval '1 minute' when '1h' then interval '1 hour' else interval '1 day' end $$;
+
+-- Called by the sink for each batch: late readings invalidate what is already rolled up.
+create or replace function iot_private.invalidate_rollups(lo timestamptz, hi timestamptz) returns void
+  language sql
+  set search_path = pg_catalog, pg_temp
+as $$
+  insert into iot_private.rollup_invalidations (rollup_name, from_time, to_time)
+  select w.rollup_name, lo, hi
+  from iot_private.rollup_watermarks w
+  where w.watermark > lo and iot.timescale_tier() > 1
+$$;
+
+-- Recomputes the buckets of one rollup in [from_time, to_time) from raw readings.
+create or replace function iot_private.recompute_rollup(rollup_name text, from_time timestamptz, to_time timestamptz)
+  returns bigint language plpgsql
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  width interval := iot_private.rollup_width(rollup_name);
+  tbl text := format('iot_private.%I', 'sensor_readings_' || rollup_name || '_rollup');
+  lo timestamptz := date_bin(width, from_time, timestamptz '2000-01-01 00:00Z');
+  hi timestamptz := date_bin(width, to_time, timestamptz '2000-01-01 00:00Z');
+  n bigint;
+begin
+  if hi < to_time then hi := hi + width; end if;
+  execute format('delete from %s where bucket >= $1 and bucket < $2', tbl) using lo, hi;
+  execute format($q$
+    insert into %s (bucket, tenant_id, device_id, sensor_type, reading_count, value_sum, value_sum_sq, value_min, value_max)
+    select date_bin($3, time, timestamptz '2000-01-01 00:00Z'), tenant_id, device_id, sensor_type,
+           count(*), sum(value), sum(value * value), min(value), max(value)
+    from iot_private.sensor_readings
+    where time >= $1 and time < $2
+    group by 1, 2, 3, 4$q$, tbl) using lo, hi, width;
+  get diagnostics n = row_count;
+  return n;
+end
+$$;
+
+-- The rollups__refresh job (tiers 2-3): moves each watermark up to the last complete bucket
+-- older than `settle`, and recomputes invalidated ranges. Returns the rows written.
+create or replace function iot_private.refresh_rollups(settle interval default interval '1 minute')
+  returns bigint language plpgsql
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  r record;
+  inv record;
+  new_mark timestamptz;
+  written bigint := 0;
+begin
+  if iot.timescale_tier() = 1 then
+    return 0; -- continuous aggregate policies do this
+  end if;
+  -- One refresher at a time (a second caller just returns); then wait for in-flight late batches,
+  -- which hold the shared lock, so none of them can slip under a new watermark unseen.
+  if not pg_try_advisory_xact_lock(hashtext('iot_private.refresh_rollups.single')) then
+    return 0;
+  end if;
+  perform pg_advisory_xact_lock(hashtext('iot_private.refresh_rollups'));
+  for r in select * from iot_private.rollup_watermarks order by rollup_name loop
+    for inv in
+      delete from iot_private.rollup_invalidations i where i.rollup_name = r.rollup_name
+      returning from_time, to_time
+    loop
+      written := written + iot_private.recompute_rollup(r.rollup_name, inv.from_time, least(inv.to_time + interval '1 microsecond', r.watermark));
+    end loop;
+    new_mark := date_bin(iot_private.rollup_width(r.rollup_name), now() - settle, timestamptz '2000-01-01 00:00Z');
+    if new_mark > r.watermark then
+      written := written + iot_private.recompute_rollup(r.rollup_name, r.watermark, new_mark);
+      update iot_private.rollup_watermarks set watermark = new_mark, updated_at = now()
+      where rollup_name = r.rollup_name;
+    end if;
+  end loop;
+  return written;
+end
+$$;
+
+-- Start the watermarks at the oldest reading (or now) the first time.
+insert into iot_private.rollup_watermarks (rollup_name, watermark)
+select g, date_bin(iot_private.rollup_width(g),
+                   coalesce((select min(time) from iot_private.sensor_readings), now()),
+                   timestamptz '2000-01-01 00:00Z')
+from unnest(array['1m', '1h', '1d']) g
+where iot.timescale_tier() > 1
+on conflict (rollup_name) do nothing;
+
+-- The unified views in iot_private (tier-specific bodies, same columns).
+do $$
+declare
+  g text;
+  width text;
+begin
+  foreach g in array array['1m', '1h', '1d'] loop
+    width := iot_private.rollup_width(g)::text;
+    if iot.timescale_tier() = 1 then
+      execute format($v$
+        create materialized view if not exists iot_private.%I
+        with (timescaledb.continuous, timescaledb.materialized_only = false) as
+        select time_bucket(%L::interval, time) as bucket, tenant_id, device_id, sensor_type,
+               count(*) as reading_count, sum(value) as value_sum, sum(value * value) as value_sum_sq,
+               min(value) as value_min, max(value) as value_max
+        from iot_private.sensor_readings
+        group by 1, 2, 3, 4
+        with no data$v$, 'sensor_readings_' || g || '_cagg', width);
+      execute format('create or replace view iot_private.%I as select * from iot_private.%I',
+                     'sensor_readings_' || g, 'sensor_readings_' || g || '_cagg');
+      begin
+        perform add_continuous_aggregate_policy(format('iot_private.%I', 'sensor_readings_' || g || '_cagg')::regclass,
+          start_offset => case g when '1m' then interval '3 hours' when '1h' then interval '3 days' else interval '30 days' end,
+          end_offset => iot_private.rollup_width(g),
+          schedule_interval => case g when '1d' then interval '1 hour' else iot_private.rollup_width(g) end,
+          if_not_exists => true);
+      end;
+    else
+      execute format($v$
+        create or replace view iot_private.%1$I as
+        select bucket, tenant_id, device_id, sensor_type, reading_count, value_sum, value_sum_sq, value_min, value_max
+        from iot_private.%2$I
+        where bucket < (select watermark from iot_private.rollup_watermarks where rollup_name = %3$L)
+        union all
+        select date_bin(%4$L::interval, time, timestamptz '2000-01-01 00:00Z') as bucket, tenant_id, device_id, sensor_type,
+               count(*)::bigint, sum(value), sum(value * value), min(value), max(value)
+        from iot_private.sensor_readings
+        where time >= (select watermark from iot_private.rollup_watermarks where rollup_name = %3$L)
+        group by 1, 2, 3, 4$v$, 'sensor_readings_' || g, 'sensor_readings_' || g || '_rollup', g, width);
+    end if;
+  end loop;
+end $$;

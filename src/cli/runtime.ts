@@ -1,0 +1,109 @@
+// Building blocks shared by the CLI commands: resolve the database (embedded or given), migrate,
+// and start/stop each component, in an order that can be undone on shutdown.
+import { join } from 'node:path';
+import { Pool } from 'pg';
+import { Config } from '../lib/config';
+import { migrate } from '../lib/db/migrate';
+import { startEmbeddedBroker } from '../lib/embedded/broker';
+import { startEmbeddedPostgres } from '../lib/embedded/postgres';
+import { logger } from '../lib/log';
+import { registerMetrics } from '../lib/metrics';
+import { MqttIngestor } from '../ingest/mqtt';
+import { RegistryCache } from '../ingest/registry';
+import { ReadingSink } from '../ingest/sink';
+
+const log = logger('runtime');
+
+/** Things to undo on shutdown, last started first stopped. */
+export class Lifecycle {
+  private stops: { name: string; stop: () => Promise<unknown> }[] = [];
+  add(name: string, stop: () => Promise<unknown>): void {
+    this.stops.push({ name, stop });
+  }
+  async stopAll(): Promise<void> {
+    for (const { name, stop } of this.stops.reverse()) {
+      try {
+        await stop();
+      } catch (error) {
+        log.warn('error while stopping', { component: name, error });
+      }
+    }
+    this.stops = [];
+  }
+}
+
+export async function resolveDatabase(config: Config, life: Lifecycle): Promise<{ url: string; embedded: boolean }> {
+  if (config.DATABASE_URL) return { url: config.DATABASE_URL, embedded: false };
+  const pg = await startEmbeddedPostgres({ dataDir: join(config.DATA_DIR, 'postgres'), port: config.EMBEDDED_PG_PORT });
+  life.add('embedded PostgreSQL', () => pg.stop());
+  await pg.createDatabase('iot');
+  return { url: pg.connectionString('iot'), embedded: true };
+}
+
+export function migrateWithConfig(url: string, config: Config) {
+  return migrate({
+    connectionString: url,
+    requestedTier: config.TIMESCALE_TIER,
+    sensorDefaults: {
+      temperatureMin: config.SENSOR_TEMPERATURE_MIN,
+      temperatureMax: config.SENSOR_TEMPERATURE_MAX,
+      vibrationMax: config.SENSOR_VIBRATION_MAX,
+      pressureMin: config.SENSOR_PRESSURE_MIN,
+      pressureMax: config.SENSOR_PRESSURE_MAX,
+    },
+  });
+}
+
+export function createPool(url: string, life: Lifecycle, max = 10, name = 'iot'): Pool {
+  const pool = new Pool({ connectionString: url, max, application_name: name });
+  // An idle client losing its connection must not crash the process.
+  pool.on('error', (error) => log.warn('idle database connection lost', { error }));
+  const checkedOut = new Set<unknown>();
+  pool.on('acquire', (c) => checkedOut.add(c));
+  pool.on('release', (_e, c) => checkedOut.delete(c));
+  life.add(`pool ${name}`, async () => {
+    const ending = pool.end();
+    // LISTEN connections (pg-pubsub, the registry cache) are never released by their owners.
+    for (const c of checkedOut) (c as { release(destroy?: boolean): void }).release(true);
+    await ending;
+  });
+  return pool;
+}
+
+export async function resolveBroker(config: Config, life: Lifecycle): Promise<string> {
+  if (config.MQTT_BROKER_URL) return config.MQTT_BROKER_URL;
+  const broker = await startEmbeddedBroker(config.MQTT_EMBEDDED_PORT);
+  life.add('in-process MQTT broker', () => broker.stop());
+  return broker.url;
+}
+
+export async function startMqttIngest(config: Config, pool: Pool, brokerUrl: string, life: Lifecycle) {
+  const registry = new RegistryCache(pool);
+  await registry.start();
+  life.add('registry cache', () => registry.stop());
+  const sink = new ReadingSink(pool, {
+    batchSize: config.INGEST_BATCH_SIZE, maxWaitMs: config.INGEST_BATCH_MAX_WAIT_MS, bufferMax: config.INGEST_BUFFER_MAX,
+  });
+  life.add('reading sink', () => sink.close());
+  const ingestor = new MqttIngestor({
+    brokerUrl, topics: config.MQTT_TOPICS.split(',').map((t) => t.trim()).filter(Boolean), qos: config.MQTT_QOS as 0 | 1 | 2,
+    clientId: config.MQTT_CLIENT_ID, username: config.MQTT_USERNAME, password: config.MQTT_PASSWORD,
+    sharedGroup: config.MQTT_SHARED_GROUP, maxFutureSeconds: config.INGEST_MAX_FUTURE_SECONDS,
+  }, registry, sink);
+  await ingestor.start();
+  life.add('MQTT ingestor', () => ingestor.stop());
+  const unregister = registerMetrics(() => [
+    { name: 'iot_ingest_mqtt_messages_total', help: 'MQTT messages received', type: 'counter', value: ingestor.stats.messages },
+    { name: 'iot_ingest_mqtt_connected', help: '1 while connected to the broker', type: 'gauge', value: ingestor.stats.connected ? 1 : 0 },
+    { name: 'iot_ingest_paused', help: '1 while broker reads are paused for a full buffer', type: 'gauge', value: ingestor.stats.paused ? 1 : 0 },
+    { name: 'iot_ingest_readings_received_total', help: 'Readings handed to the sink', type: 'counter', value: sink.stats.received },
+    { name: 'iot_ingest_readings_stored_total', help: 'Readings stored', type: 'counter', value: sink.stats.stored },
+    { name: 'iot_ingest_readings_duplicate_total', help: 'Readings skipped as duplicates', type: 'counter', value: sink.stats.duplicates },
+    { name: 'iot_ingest_dead_letters_total', help: 'Dead letters written', type: 'counter', value: sink.stats.deadLetters },
+    { name: 'iot_ingest_batches_total', help: 'Batches written', type: 'counter', value: sink.stats.batches },
+    { name: 'iot_ingest_buffered_readings', help: 'Readings waiting to be written', type: 'gauge', value: sink.buffered },
+    { name: 'iot_ingest_database_up', help: '0 while the sink cannot reach the database', type: 'gauge', value: sink.stats.databaseUp ? 1 : 0 },
+  ]);
+  life.add('metrics', async () => unregister());
+  return { registry, sink, ingestor };
+}

@@ -1,0 +1,126 @@
+// MQTT ingestor: subscribes with a persistent session, parses each message against the contract,
+// hands readings and dead letters to the sink. Back-pressure: while the sink's buffer is full the
+// message callback is held, so mqtt.js reads nothing more and the broker keeps the session queue.
+import mqtt, { IClientOptions, MqttClient } from 'mqtt';
+import { hostname } from 'node:os';
+import { logger } from '../lib/log';
+import { parseMqttMessage } from './mqtt-payload';
+import type { RegistryCache } from './registry';
+import type { ReadingSink } from './sink';
+
+const log = logger('ingest-mqtt');
+
+export interface MqttIngestOptions {
+  brokerUrl: string;
+  topics: string[];
+  qos: 0 | 1 | 2;
+  clientId?: string;
+  username?: string;
+  password?: string;
+  sharedGroup?: string;
+  maxFutureSeconds: number;
+}
+
+export interface MqttIngestStats {
+  messages: number;
+  connected: boolean;
+  paused: boolean;
+}
+
+export class MqttIngestor {
+  private client: MqttClient | undefined;
+  readonly stats: MqttIngestStats = { messages: 0, connected: false, paused: false };
+
+  constructor(
+    private readonly options: MqttIngestOptions,
+    private readonly registry: RegistryCache,
+    private readonly sink: ReadingSink,
+  ) {}
+
+  async start(): Promise<void> {
+    const o = this.options;
+    const clientOptions: IClientOptions = {
+      clientId: o.clientId ?? `iot-ingest-${hostname()}`,
+      clean: false, // persistent session: the broker queues QoS 1 messages while we are away
+      username: o.username,
+      password: o.password,
+      reconnectPeriod: 1000,
+      connectTimeout: 10_000,
+      protocolVersion: o.sharedGroup ? 5 : 4,
+      ...(o.sharedGroup ? { properties: { sessionExpiryInterval: 0xffffffff } } : {}),
+    };
+    const client = mqtt.connect(o.brokerUrl, clientOptions);
+    this.client = client;
+    client.handleMessage = (packet, done) => {
+      this.stats.messages++;
+      const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+      this.handle(packet.topic, payload).then(
+        () => done(),
+        (error) => {
+          // Never crash on one message; keep it as a dead letter instead.
+          log.error('message handling failed', { topic: packet.topic, error });
+          this.sink.reject([{ source: 'MQTT', topic: packet.topic, payload: payload.toString('utf8').slice(0, 4096),
+            reason: `ingestor error: ${(error as Error).message}` }]);
+          done();
+        },
+      );
+    };
+    client.on('connect', (ack) => {
+      this.stats.connected = true;
+      log.info('connected to broker', { url: redact(o.brokerUrl), sessionPresent: ack.sessionPresent });
+      const filters = o.topics.map((t) => (o.sharedGroup ? `$share/${o.sharedGroup}/${t}` : t));
+      client.subscribe(filters, { qos: o.qos }, (error, granted) => {
+        if (error) log.error('subscribe failed', { error, filters: filters.join(',') });
+        else log.info('subscribed', { filters: (granted ?? []).map((g) => `${g.topic}@qos${g.qos}`).join(',') });
+      });
+    });
+    client.on('close', () => {
+      if (this.stats.connected) log.warn('broker connection closed; reconnecting');
+      this.stats.connected = false;
+    });
+    client.on('error', (error) => log.error('broker error', { error }));
+    await new Promise<void>((resolve) => {
+      if (client.connected) return resolve();
+      const ready = () => resolve();
+      client.once('connect', ready);
+      // Do not block start-up forever when the broker is down: mqtt.js keeps reconnecting.
+      setTimeout(() => {
+        client.removeListener('connect', ready);
+        if (!client.connected) log.warn('broker not reachable yet; still trying', { url: redact(o.brokerUrl) });
+        resolve();
+      }, 5000).unref();
+    });
+  }
+
+  private async handle(topic: string, payload: Buffer): Promise<void> {
+    const ctx = { registry: this.registry, receivedAt: new Date(), maxFutureMs: this.options.maxFutureSeconds * 1000 };
+    let result = parseMqttMessage(topic, payload, ctx);
+    if (result.missed && (await this.registry.reloadAfterMiss())) {
+      result = parseMqttMessage(topic, payload, ctx);
+    }
+    this.sink.reject(result.deadLetters);
+    if (result.readings.length && !this.sink.add(result.readings)) {
+      if (!this.stats.paused) log.warn('buffer full; pausing broker reads until the database catches up', { buffered: this.sink.buffered });
+      this.stats.paused = true;
+      await this.sink.wait();
+      log.info('buffer drained; reading from broker again', { buffered: this.sink.buffered });
+      this.stats.paused = false;
+    }
+  }
+
+  async stop(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    if (client) await client.endAsync();
+  }
+}
+
+export function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return url;
+  }
+}

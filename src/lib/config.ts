@@ -1,0 +1,134 @@
+// Configuration from environment variables, validated once at start. A bad value stops the
+// process with exit status 2 and one line naming the variable, the value and what is expected.
+// `iot config --markdown` prints the README table from these definitions.
+
+export class ConfigError extends Error {
+  constructor(readonly variable: string, readonly value: string, readonly expected: string) {
+    super(`${variable}=${JSON.stringify(value)} is invalid: expected ${expected}`);
+  }
+}
+
+interface Spec<T> {
+  description: string;
+  default: string | undefined;
+  expected: string;
+  parse: (raw: string) => T | undefined;
+}
+
+const int = (min: number, max: number): Pick<Spec<number>, 'expected' | 'parse'> => ({
+  expected: `an integer from ${min} to ${max}`,
+  parse: (raw) => (/^-?\d+$/.test(raw) && +raw >= min && +raw <= max ? +raw : undefined),
+});
+const num = (): Pick<Spec<number>, 'expected' | 'parse'> => ({
+  expected: 'a number',
+  parse: (raw) => (raw.trim() !== '' && Number.isFinite(+raw) ? +raw : undefined),
+});
+const bool = (): Pick<Spec<boolean>, 'expected' | 'parse'> => ({
+  expected: 'true or false',
+  parse: (raw) => (/^(true|1|yes|on)$/i.test(raw) ? true : /^(false|0|no|off)$/i.test(raw) ? false : undefined),
+});
+const oneOf = <T extends string>(...values: T[]): Pick<Spec<T>, 'expected' | 'parse'> => ({
+  expected: `one of ${values.join(', ')}`,
+  parse: (raw) => (values.includes(raw as T) ? (raw as T) : undefined),
+});
+const url = (...protocols: string[]): Pick<Spec<string>, 'expected' | 'parse'> => ({
+  expected: `a URL starting ${protocols.map((p) => p + '//').join(' or ')}`,
+  parse: (raw) => {
+    try {
+      return protocols.includes(new URL(raw).protocol) ? raw : undefined;
+    } catch {
+      return undefined;
+    }
+  },
+});
+const text = (): Pick<Spec<string>, 'expected' | 'parse'> => ({ expected: 'text', parse: (raw) => raw });
+const path = (): Pick<Spec<string>, 'expected' | 'parse'> => ({
+  expected: 'a URL path starting with /',
+  parse: (raw) => (/^\/[\w\-./]*$/.test(raw) ? raw : undefined),
+});
+
+export const specs = {
+  DATABASE_URL: { ...url('postgres:', 'postgresql:'), default: undefined,
+    description: 'PostgreSQL/TimescaleDB to use. Unset: start embedded PostgreSQL in DATA_DIR (and run the demo plant).' },
+  DATA_DIR: { ...text(), default: '.data',
+    description: 'Folder for embedded PostgreSQL data, the generated JWT secret and other local state (kept between runs).' },
+  EMBEDDED_PG_PORT: { ...int(1, 65535), default: '5455', description: 'Port of the embedded PostgreSQL (loopback only).' },
+  TIMESCALE_TIER: { ...oneOf('auto', '1', '2', '3'), default: 'auto',
+    description: 'Storage tier at first migrate: auto detects; 1 TimescaleDB community, 2 TimescaleDB Apache, 3 plain PostgreSQL.' },
+  HOST: { ...text(), default: '127.0.0.1', description: 'Address the API listens on (0.0.0.0 for every interface).' },
+  PORT: { ...int(1, 65535), default: '5000', description: 'Port of the API (GraphQL at /graphql, GraphiQL at /graphiql).' },
+  GRAPHIQL_ENABLED: { ...bool(), default: 'true', description: 'Serve the GraphiQL explorer.' },
+  GRAPHQL_WS_ENABLED: { ...bool(), default: 'true', description: 'Accept GraphQL subscriptions over WebSocket (graphql-ws protocol).' },
+  GRAPHQL_WS_PATH: { ...path(), default: '/graphql', description: 'WebSocket path for subscriptions.' },
+  JWT_SECRET: { ...text(), default: undefined,
+    description: 'Secret that signs API tokens (HS256). Unset: generated once and kept in DATA_DIR/jwt-secret.' },
+  API_MAX_PAGE_SIZE: { ...int(1, 100000), default: '1000', description: 'Largest `first`/`last` a telemetry connection accepts.' },
+  MQTT_BROKER_URL: { ...url('mqtt:', 'mqtts:', 'tcp:', 'ssl:', 'ws:', 'wss:'), default: undefined,
+    description: 'MQTT broker to ingest from. Unset: start an in-process broker on MQTT_EMBEDDED_PORT.' },
+  MQTT_EMBEDDED_PORT: { ...int(1, 65535), default: '1883', description: 'Port of the in-process broker when MQTT_BROKER_URL is unset.' },
+  MQTT_USERNAME: { ...text(), default: undefined, description: 'MQTT user name.' },
+  MQTT_PASSWORD: { ...text(), default: undefined, description: 'MQTT password.' },
+  MQTT_TOPICS: { ...text(), default: 'facility/+/workcenter/+/sensor/+',
+    description: 'Comma-separated topic filters to subscribe to.' },
+  MQTT_CLIENT_ID: { ...text(), default: undefined,
+    description: 'Client id of the ingestor (persistent session). Default iot-ingest-<hostname>.' },
+  MQTT_SHARED_GROUP: { ...text(), default: undefined,
+    description: 'Subscribe as $share/<group>/<topic> so several ingestors split the load (MQTT 5 brokers).' },
+  MQTT_QOS: { ...int(0, 2), default: '1', description: 'QoS of the ingest subscription.' },
+  INGEST_BATCH_SIZE: { ...int(1, 1000000), default: '5000', description: 'Readings per COPY batch at most.' },
+  INGEST_BATCH_MAX_WAIT_MS: { ...int(1, 60000), default: '200', description: 'Longest a reading waits before its batch is written.' },
+  INGEST_BUFFER_MAX: { ...int(1, 10000000), default: '100000',
+    description: 'Readings held in memory while the database is slow or down; above it the ingestor stops reading from the broker.' },
+  INGEST_MAX_FUTURE_SECONDS: { ...int(0, 86400), default: '300', description: 'Readings stamped further in the future than this are dead-lettered.' },
+  SENSOR_TEMPERATURE_MIN: { ...num(), default: '60', description: 'Default lower normal temperature (°F) for channels without their own range.' },
+  SENSOR_TEMPERATURE_MAX: { ...num(), default: '75', description: 'Default upper normal temperature (°F).' },
+  SENSOR_VIBRATION_MAX: { ...num(), default: '2.5', description: 'Default upper normal vibration (RMS).' },
+  SENSOR_PRESSURE_MIN: { ...num(), default: '80', description: 'Default lower normal pressure (PSI).' },
+  SENSOR_PRESSURE_MAX: { ...num(), default: '120', description: 'Default upper normal pressure (PSI).' },
+  WORKER_CONCURRENCY: { ...int(1, 64), default: '2', description: 'Jobs the worker runs at once.' },
+  TELEMETRY_RETENTION_DAYS: { ...int(0, 36500), default: '0', description: 'Drop raw readings older than this many days (0 keeps them forever; rollups are kept).' },
+  DEMO: { ...oneOf('auto', 'true', 'false'), default: 'auto',
+    description: 'Run the demo plant (seed registry + simulator). auto: only with embedded PostgreSQL.' },
+  SIM_INTERVAL_MS: { ...int(10, 3600000), default: '1000', description: 'How often each simulated sensor publishes.' },
+  LOG_LEVEL: { ...oneOf('debug', 'info', 'warn', 'error'), default: 'info', description: 'Least important log level printed.' },
+} satisfies Record<string, Spec<unknown>>;
+
+type Specs = typeof specs;
+export type Config = {
+  [K in keyof Specs]: Specs[K]['default'] extends string
+    ? NonNullable<ReturnType<Specs[K]['parse']>>
+    : ReturnType<Specs[K]['parse']> | undefined;
+};
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const out: Record<string, unknown> = {};
+  for (const [name, spec] of Object.entries(specs) as [string, Spec<unknown>][]) {
+    const given = env[name];
+    const raw = given === undefined || given === '' ? spec.default : given;
+    if (raw === undefined) {
+      out[name] = undefined;
+      continue;
+    }
+    const value = spec.parse(raw);
+    if (value === undefined) throw new ConfigError(name, raw, spec.expected);
+    out[name] = value;
+  }
+  const config = out as Config;
+  if (config.SENSOR_TEMPERATURE_MIN >= config.SENSOR_TEMPERATURE_MAX) {
+    throw new ConfigError('SENSOR_TEMPERATURE_MIN', String(config.SENSOR_TEMPERATURE_MIN), `a number below SENSOR_TEMPERATURE_MAX (${config.SENSOR_TEMPERATURE_MAX})`);
+  }
+  if (config.SENSOR_PRESSURE_MIN >= config.SENSOR_PRESSURE_MAX) {
+    throw new ConfigError('SENSOR_PRESSURE_MIN', String(config.SENSOR_PRESSURE_MIN), `a number below SENSOR_PRESSURE_MAX (${config.SENSOR_PRESSURE_MAX})`);
+  }
+  if (config.SENSOR_VIBRATION_MAX <= 0) {
+    throw new ConfigError('SENSOR_VIBRATION_MAX', String(config.SENSOR_VIBRATION_MAX), 'a number above 0');
+  }
+  return config;
+}
+
+export function configMarkdown(): string {
+  const rows = Object.entries(specs).map(
+    ([name, s]) => `| \`${name}\` | ${s.default === undefined ? '(unset)' : `\`${s.default}\``} | ${s.description} |`,
+  );
+  return ['| variable | default | meaning |', '|---|---|---|', ...rows].join('\n');
+}

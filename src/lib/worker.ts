@@ -1,0 +1,39 @@
+// graphile-worker runner with the project's tasks (workers/*.ts) and schedule.
+import { Logger, run, Runner, TaskList } from 'graphile-worker';
+import createPartitions from '../../workers/telemetry__create_partitions';
+import refreshRollups from '../../workers/rollups__refresh';
+import applyRetention from '../../workers/telemetry__apply_retention';
+import checkHeartbeats from '../../workers/devices__check_heartbeats';
+import { logger } from './log';
+
+export const taskList: TaskList = {
+  telemetry__create_partitions: createPartitions,
+  rollups__refresh: refreshRollups,
+  telemetry__apply_retention: applyRetention,
+  devices__check_heartbeats: checkHeartbeats,
+};
+
+// Times are UTC. `?max=1`: a failed run is not retried; the next tick runs it again anyway.
+export const crontab = (retentionDays: number) => [
+  '* * * * * rollups__refresh ?max=1',
+  '* * * * * devices__check_heartbeats ?max=1',
+  '7 * * * * telemetry__create_partitions ?max=3',
+  `15 3 * * * telemetry__apply_retention ?max=1 ${JSON.stringify({ days: retentionDays })}`,
+].join('\n');
+
+const workerLogger = new Logger((scope) => {
+  const log = logger(scope.taskIdentifier ? `worker:${scope.taskIdentifier}` : 'worker');
+  return (level, message) => {
+    if (level === 'error') log.error(message);
+    else if (level === 'warning') log.warn(message);
+    else if (level === 'info') log.info(message);
+    else log.debug(message);
+  };
+});
+
+export function startWorker(connectionString: string, concurrency: number, retentionDays: number): Promise<Runner> {
+  return run({
+    connectionString, concurrency, noHandleSignals: true, pollInterval: 1000, taskList,
+    crontab: crontab(retentionDays), logger: workerLogger,
+  });
+}

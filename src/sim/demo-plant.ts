@@ -1,0 +1,99 @@
+// The demo plant: one tenant, three facilities, presses, folders, cutters and binders with
+// temperature, vibration, pressure, speed and count sensors. Used by the seed and the simulator.
+import type { Pool } from 'pg';
+
+export interface DemoChannel { sensorType: string; unit: string; base: number; noise: number }
+export interface DemoDevice { deviceCode: string; deviceType: string; channels: DemoChannel[] }
+export interface DemoWorkCenter { code: string; name: string; type: string; idealCycleTimeSeconds: number; devices: DemoDevice[] }
+export interface DemoFacility { code: string; name: string; timezone: string; workCenters: DemoWorkCenter[] }
+
+export const DEMO_TENANT = { code: 'demo', name: 'Demo Printing Co.' };
+
+const kinds: Record<string, { name: string; speed: number; temp: number; vib: number; pressure: number }> = {
+  PRESS: { name: 'Offset press', speed: 12000, temp: 68, vib: 1.2, pressure: 100 },
+  FOLDER: { name: 'Folder', speed: 9000, temp: 66, vib: 0.9, pressure: 95 },
+  CUTTER: { name: 'Guillotine cutter', speed: 600, temp: 65, vib: 1.5, pressure: 110 },
+  BINDER: { name: 'Perfect binder', speed: 4000, temp: 70, vib: 1.0, pressure: 90 },
+};
+
+function workCenter(facility: string, type: string, n: number): DemoWorkCenter {
+  const k = kinds[type];
+  const code = `${type.slice(0, 4)}-${String(n).padStart(2, '0')}`;
+  return {
+    code,
+    name: `${k.name} ${n}`,
+    type,
+    idealCycleTimeSeconds: 3600 / k.speed,
+    devices: [
+      {
+        deviceCode: `${facility}-${code}-SENS`,
+        deviceType: 'SENSOR',
+        channels: [
+          { sensorType: 'temperature', unit: '°F', base: k.temp, noise: 0.6 },
+          { sensorType: 'vibration', unit: 'mm/s', base: k.vib, noise: 0.15 },
+          { sensorType: 'pressure', unit: 'PSI', base: k.pressure, noise: 2.5 },
+        ],
+      },
+      {
+        deviceCode: `${facility}-${code}-CNT`,
+        deviceType: 'PRESS_COUNTER',
+        channels: [
+          { sensorType: 'speed', unit: 'sheets/h', base: k.speed, noise: k.speed * 0.02 },
+          { sensorType: 'count', unit: 'units', base: 0, noise: 0 },
+        ],
+      },
+    ],
+  };
+}
+
+export const DEMO_FACILITIES: DemoFacility[] = [
+  { code: 'CHI', name: 'Chicago Print Works', timezone: 'America/Chicago',
+    workCenters: [workCenter('CHI', 'PRESS', 1), workCenter('CHI', 'PRESS', 2), workCenter('CHI', 'FOLDER', 1), workCenter('CHI', 'CUTTER', 1)] },
+  { code: 'ATL', name: 'Atlanta Bindery', timezone: 'America/New_York',
+    workCenters: [workCenter('ATL', 'FOLDER', 1), workCenter('ATL', 'CUTTER', 1), workCenter('ATL', 'BINDER', 1), workCenter('ATL', 'BINDER', 2)] },
+  { code: 'RTM', name: 'Rotterdam Packaging Print', timezone: 'Europe/Amsterdam',
+    workCenters: [workCenter('RTM', 'PRESS', 1), workCenter('RTM', 'CUTTER', 1)] },
+];
+
+/** Registers the demo plant (idempotent). Returns the tenant id. */
+export async function seedDemoPlant(pool: Pool, facilities: DemoFacility[] = DEMO_FACILITIES, tenant = DEMO_TENANT): Promise<string> {
+  const client = await pool.connect();
+  try {
+    await client.query('begin');
+    const t = await client.query<{ id: string }>(
+      `insert into iot.tenants (tenant_code, name) values ($1, $2)
+       on conflict (tenant_code) do update set name = excluded.name returning id`, [tenant.code, tenant.name]);
+    const tenantId = t.rows[0].id;
+    for (const f of facilities) {
+      const fr = await client.query<{ id: string }>(
+        `insert into iot.facilities (tenant_id, facility_code, name, timezone) values ($1, $2, $3, $4)
+         on conflict (facility_code) do update set name = excluded.name returning id`, [tenantId, f.code, f.name, f.timezone]);
+      for (const w of f.workCenters) {
+        const wr = await client.query<{ id: string }>(
+          `insert into iot.work_centers (tenant_id, facility_id, work_center_code, name, work_center_type, ideal_cycle_time_seconds)
+           values ($1, $2, $3, $4, $5, $6)
+           on conflict (facility_id, work_center_code) do update set name = excluded.name returning id`,
+          [tenantId, fr.rows[0].id, w.code, w.name, w.type, w.idealCycleTimeSeconds]);
+        for (const d of w.devices) {
+          const dr = await client.query<{ id: string }>(
+            `insert into iot.iot_devices (tenant_id, work_center_id, device_code, device_type, connection_type, heartbeat_timeout_seconds)
+             values ($1, $2, $3, $4, 'MQTT', 120)
+             on conflict (tenant_id, device_code) do update set device_type = excluded.device_type returning id`,
+            [tenantId, wr.rows[0].id, d.deviceCode, d.deviceType]);
+          for (const c of d.channels) {
+            await client.query(
+              `insert into iot.device_channels (tenant_id, device_id, sensor_type, unit) values ($1, $2, $3, $4)
+               on conflict (device_id, sensor_type) do nothing`, [tenantId, dr.rows[0].id, c.sensorType, c.unit]);
+          }
+        }
+      }
+    }
+    await client.query('commit');
+    return tenantId;
+  } catch (error) {
+    await client.query('rollback');
+    throw error;
+  } finally {
+    client.release();
+  }
+}
