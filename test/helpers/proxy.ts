@@ -1,0 +1,45 @@
+// A TCP proxy in front of PostgreSQL that a test can take down and bring back, to show what the
+// ingest path does while the database is unreachable (without stopping the shared server).
+import { createServer, Server, Socket, connect } from 'node:net';
+
+export class FlakyProxy {
+  private server: Server | undefined;
+  private sockets = new Set<Socket>();
+  port = 0;
+
+  constructor(private readonly targetHost: string, private readonly targetPort: number) {}
+
+  async up(): Promise<void> {
+    this.server = createServer((client) => {
+      const upstream = connect(this.targetPort, this.targetHost);
+      this.sockets.add(client).add(upstream);
+      client.pipe(upstream).pipe(client);
+      const close = () => {
+        client.destroy();
+        upstream.destroy();
+        this.sockets.delete(client);
+        this.sockets.delete(upstream);
+      };
+      client.on('error', close).on('close', close);
+      upstream.on('error', close).on('close', close);
+    });
+    await new Promise<void>((resolve) => this.server!.listen(this.port, '127.0.0.1', () => resolve()));
+    const a = this.server.address();
+    if (typeof a === 'object' && a) this.port = a.port;
+  }
+
+  /** Cuts every connection and refuses new ones. */
+  async down(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    this.sockets.clear();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    this.server = undefined;
+  }
+}
+
+export function urlThrough(url: string, port: number): string {
+  const u = new URL(url);
+  u.hostname = '127.0.0.1';
+  u.port = String(port);
+  return u.toString();
+}

@@ -1,0 +1,38 @@
+// `npm test`: runs every uvu suite (test/**/*.test.ts) against
+//   - TEST_DATABASE_URL (a superuser URL; each suite makes and drops its own database), or else an
+//     embedded PostgreSQL started here in .data/test-postgres (tier 3);
+//   - TEST_MQTT_URL (e.g. mosquitto), or else an in-process broker per suite.
+// Ends with a line "N passed, N failed" (and skipped).
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const root = resolve(import.meta.dirname, '..');
+const env = { LOG_LEVEL: 'warn', ...process.env };
+let embedded;
+
+if (!env.TEST_DATABASE_URL) {
+  require('tsx/cjs');
+  const { startEmbeddedPostgres } = require('../src/lib/embedded/postgres.ts');
+  const port = Number(env.TEST_EMBEDDED_PG_PORT ?? 5456);
+  embedded = await startEmbeddedPostgres({ dataDir: resolve(root, '.data/test-postgres'), port, fast: true });
+  env.TEST_DATABASE_URL = embedded.connectionString('postgres');
+}
+const where = env.TEST_DATABASE_URL.replace(/:[^:@/]*@/, ':***@');
+console.log(`[test] database ${where}${embedded ? ' (embedded)' : ''}; broker ${env.TEST_MQTT_URL ?? 'in-process aedes per suite'}`);
+
+const args = ['-r', 'tsx/cjs', 'test', '\\.test\\.ts$', ...process.argv.slice(2)];
+const child = spawn(resolve(root, 'node_modules/.bin/uvu'), args, { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] });
+let out = '';
+child.stdout.on('data', (d) => {
+  out += d;
+  process.stdout.write(d);
+});
+const code = await new Promise((r) => child.on('close', r));
+if (embedded) await embedded.stop();
+const total = Number(/Total:\s+(\d+)/.exec(out)?.[1] ?? 0);
+const passed = Number(/Passed:\s+(\d+)/.exec(out)?.[1] ?? 0);
+const skipped = Number(/Skipped:\s+(\d+)/.exec(out)?.[1] ?? 0);
+console.log(`${passed} passed, ${total - passed - skipped} failed, ${skipped} skipped`);
+process.exit(code === 0 && total > 0 ? 0 : 1);
