@@ -22,7 +22,8 @@ if (!env.TEST_DATABASE_URL) {
 const where = env.TEST_DATABASE_URL.replace(/:[^:@/]*@/, ':***@');
 console.log(`[test] database ${where}${embedded ? ' (embedded)' : ''}; broker ${env.TEST_MQTT_URL ?? 'in-process aedes per suite'}`);
 
-const args = ['-r', 'tsx/cjs', 'test', '\\.test\\.ts$', ...process.argv.slice(2)];
+const pattern = process.argv[2] ? `${process.argv[2]}.*\\.test\\.ts$` : '\\.test\\.ts$';
+const args = ['-r', 'tsx/cjs', 'test', pattern];
 const child = spawn(resolve(root, 'node_modules/.bin/uvu'), args, { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] });
 let out = '';
 child.stdout.on('data', (d) => {

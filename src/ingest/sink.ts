@@ -182,6 +182,10 @@ export class ReadingSink extends EventEmitter {
   private async writeOnce(batch: Reading[], letters: DeadLetter[]): Promise<void> {
     const client: PoolClient = await this.pool.connect();
     let broken: Error | undefined;
+    // A connection that dies while checked out emits 'error' on the client; the running query
+    // rejects as well, which is where it is handled. Without a listener the process would crash.
+    const onError = (error: Error) => (broken = error);
+    client.on('error', onError);
     try {
       await client.query('begin');
       if (letters.length) {
@@ -217,6 +221,7 @@ export class ReadingSink extends EventEmitter {
       await client.query('rollback').catch(() => undefined);
       throw error;
     } finally {
+      client.removeListener('error', onError);
       client.release(broken && isConnectionError(broken) ? broken : undefined);
     }
   }
