@@ -29,6 +29,7 @@ export interface MqttIngestStats {
 
 export class MqttIngestor {
   private client: MqttClient | undefined;
+  private inFlight = 0;
   readonly stats: MqttIngestStats = { messages: 0, connected: false, paused: false };
 
   constructor(
@@ -53,8 +54,9 @@ export class MqttIngestor {
     this.client = client;
     client.handleMessage = (packet, done) => {
       this.stats.messages++;
+      this.inFlight++;
       const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-      this.handle(packet.topic, payload).then(
+      this.handle(packet.topic, payload).finally(() => this.inFlight--).then(
         () => done(),
         (error) => {
           // Never crash on one message; keep it as a dead letter instead.
@@ -111,7 +113,11 @@ export class MqttIngestor {
   async stop(): Promise<void> {
     const client = this.client;
     this.client = undefined;
-    if (client) await client.endAsync();
+    if (!client) return;
+    // Let messages being handled finish (and be acknowledged) before the connection closes.
+    const deadline = Date.now() + 5000;
+    while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await client.endAsync();
   }
 }
 
