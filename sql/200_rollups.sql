@@ -85,7 +85,9 @@ begin
     end loop;
     new_mark := date_bin(iot_private.rollup_width(r.rollup_name), now() - settle, timestamptz '2000-01-01 00:00Z');
     if new_mark > r.watermark then
-      written := written + iot_private.recompute_rollup(r.rollup_name, r.watermark, new_mark);
+      -- A fresh rollup (watermark -infinity) starts at the oldest reading.
+      written := written + iot_private.recompute_rollup(r.rollup_name,
+        greatest(r.watermark, coalesce((select min(time) from iot_private.sensor_readings), new_mark)), new_mark);
       update iot_private.rollup_watermarks set watermark = new_mark, updated_at = now()
       where rollup_name = r.rollup_name;
     end if;
@@ -94,11 +96,9 @@ begin
 end
 $$;
 
--- Start the watermarks at the oldest reading (or now) the first time.
+-- Until the first refresh the watermark is -infinity: the views aggregate raw readings live.
 insert into iot_private.rollup_watermarks (rollup_name, watermark)
-select g, date_bin(iot_private.rollup_width(g),
-                   coalesce((select min(time) from iot_private.sensor_readings), now()),
-                   timestamptz '2000-01-01 00:00Z')
+select g, '-infinity'
 from unnest(array['1m', '1h', '1d']) g
 where iot.timescale_tier() > 1
 on conflict (rollup_name) do nothing;

@@ -32,8 +32,9 @@ begin
   end loop;
 end $$;
 
--- Error IOT03: a telemetry time range that is backwards or too long.
-create or replace function iot_private.check_time_range(since timestamptz, until timestamptz, max_span interval)
+-- Error IOT03: a telemetry time range that is backwards or too long. (In iot so that callers of
+-- the telemetry functions can run it; hidden from GraphQL.)
+create or replace function iot.check_time_range(since timestamptz, until timestamptz, max_span interval)
   returns void language plpgsql immutable
   set search_path = pg_catalog, pg_temp
 as $$
@@ -49,6 +50,7 @@ begin
   end if;
 end
 $$;
+comment on function iot.check_time_range(timestamptz, timestamptz, interval) is '@omit';
 
 create or replace function iot.device_readings(
   device_id uuid, since timestamptz, until timestamptz default now(), sensor_type text default null)
@@ -57,7 +59,7 @@ create or replace function iot.device_readings(
   set search_path = pg_catalog, pg_temp
 as $$
 begin
-  perform iot_private.check_time_range(since, until, interval '7 days');
+  perform iot.check_time_range(since, until, interval '7 days');
   return query
     select r.* from iot.sensor_readings r
     where r.device_id = device_readings.device_id
@@ -93,7 +95,7 @@ as $$
 declare
   res text := resolution;
 begin
-  perform iot_private.check_time_range(since, until, interval '3660 days');
+  perform iot.check_time_range(since, until, interval '3660 days');
   if res = 'auto' then
     res := case when until - since <= interval '2 hours' then 'raw'
                 when until - since <= interval '2 days' then '1m'
@@ -101,12 +103,12 @@ begin
                 else '1d' end;
   end if;
   if res = 'raw' then
-    perform iot_private.check_time_range(since, until, interval '1 day');
+    perform iot.check_time_range(since, until, interval '1 day');
     return query select r.time, 1::bigint, r.value, r.value, r.value from iot.sensor_readings r
       where r.device_id = sensor_history.device_id and r.sensor_type = sensor_history.sensor_type
         and r.time >= since and r.time <= until order by r.time;
   elsif res in ('1m', '1h', '1d') then
-    if res = '1m' then perform iot_private.check_time_range(since, until, interval '31 days'); end if;
+    if res = '1m' then perform iot.check_time_range(since, until, interval '31 days'); end if;
     return query execute format(
       'select bucket, reading_count, avg_value, min_value, max_value from iot.%I
        where device_id = $1 and sensor_type = $2 and bucket >= $3 and bucket <= $4 order by bucket',

@@ -12,6 +12,7 @@ grant execute on function iot.timescale_tier() to iot_anonymous, iot_operator, i
 grant select on all tables in schema iot to iot_operator, iot_analyst;
 grant execute on function
   iot.current_tenant_ids(), iot.current_tenant_id(), iot.current_actor(),
+  iot.check_time_range(timestamptz, timestamptz, interval),
   iot.device_readings(uuid, timestamptz, timestamptz, text),
   iot.sensor_history(uuid, text, timestamptz, timestamptz, text),
   iot.device_channels_latest_reading(iot.device_channels)

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Pool } from 'pg';
 import { Config } from '../lib/config';
 import { migrate } from '../lib/db/migrate';
+import { createPool as createClosablePool } from '../lib/db/pool';
 import { startEmbeddedBroker } from '../lib/embedded/broker';
 import { startEmbeddedPostgres } from '../lib/embedded/postgres';
 import { logger } from '../lib/log';
@@ -55,18 +56,8 @@ export function migrateWithConfig(url: string, config: Config) {
 }
 
 export function createPool(url: string, life: Lifecycle, max = 10, name = 'iot'): Pool {
-  const pool = new Pool({ connectionString: url, max, application_name: name });
-  // An idle client losing its connection must not crash the process.
-  pool.on('error', (error) => log.warn('idle database connection lost', { error }));
-  const checkedOut = new Set<unknown>();
-  pool.on('acquire', (c) => checkedOut.add(c));
-  pool.on('release', (_e, c) => checkedOut.delete(c));
-  life.add(`pool ${name}`, async () => {
-    const ending = pool.end();
-    // LISTEN connections (pg-pubsub, the registry cache) are never released by their owners.
-    for (const c of checkedOut) (c as { release(destroy?: boolean): void }).release(true);
-    await ending;
-  });
+  const pool = createClosablePool(url, max, name);
+  life.add(`pool ${name}`, () => pool.close());
   return pool;
 }
 
