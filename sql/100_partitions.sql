@@ -67,7 +67,11 @@ declare
   r record;
 begin
   if iot.timescale_tier() < 3 then
-    select count(*) into dropped from drop_chunks('iot_private.sensor_readings', older_than => cutoff);
+    -- TimescaleDB's functions live in whatever schema the extension was created in.
+    execute format('select count(*) from %I.drop_chunks(%L::regclass, older_than => $1)',
+                   (select n.nspname from pg_extension e join pg_namespace n on n.oid = e.extnamespace where e.extname = 'timescaledb'),
+                   'iot_private.sensor_readings')
+      into dropped using cutoff;
     return dropped;
   end if;
   for r in

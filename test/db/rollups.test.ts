@@ -1,0 +1,118 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { makeWorkerUtils } from 'graphile-worker';
+import { ReadingSink } from '../../src/ingest/sink';
+import { startWorker } from '../../src/lib/worker';
+import { createTestDatabase, seedSmallPlant, TestDatabase } from '../helpers/db';
+import { waitFor } from '../helpers/wait';
+
+const test = suite('db: rollups, heartbeat watchdog, retention, scheduled jobs');
+let db: TestDatabase;
+let plant: Awaited<ReturnType<typeof seedSmallPlant>>;
+
+test.before(async () => {
+  db = await createTestDatabase('rollups');
+  plant = await seedSmallPlant(db.pool);
+});
+test.after(async () => db.drop());
+
+async function store(times: Date[], value: (i: number) => number, sensorType = 'temperature') {
+  const sink = new ReadingSink(db.pool, { batchSize: 5000, maxWaitMs: 5, bufferMax: 100_000 });
+  sink.add(times.map((time, i) => ({ time, tenantId: plant.tenantId, deviceId: plant.deviceId, sensorType, value: value(i),
+    unit: sensorType === 'temperature' ? '°F' : 'PSI', quality: 'GOOD' as const })));
+  await sink.close();
+}
+
+/** Rollup view vs. the same aggregate computed from raw readings, bucket by bucket. */
+async function mismatches(view: string, width: string): Promise<number> {
+  const { rows } = await db.pool.query(`
+    with raw as (
+      select date_bin('${width}', time, timestamptz '2000-01-01 00:00Z') as bucket, device_id, sensor_type,
+             count(*) as n, avg(value) as a, min(value) as lo, max(value) as hi
+      from iot_private.sensor_readings group by 1, 2, 3
+    )
+    select count(*)::int as bad
+    from raw full join iot_private.${view} v using (bucket, device_id, sensor_type)
+    where v.reading_count is distinct from raw.n
+       or abs(v.value_sum / v.reading_count - raw.a) > 1e-9
+       or v.value_min is distinct from raw.lo or v.value_max is distinct from raw.hi`);
+  return rows[0].bad;
+}
+
+test('rollup views equal aggregates of raw readings before, during and after refreshes', async () => {
+  const now = Date.now();
+  const times = Array.from({ length: 3 * 3600 }, (_, i) => new Date(now - 3 * 3600_000 + i * 1000)); // 3 h at 1 Hz
+  await store(times, (i) => 60 + Math.sin(i / 100) * 5);
+  for (const [g, w] of [['1m', '1 minute'], ['1h', '1 hour'], ['1d', '1 day']]) {
+    assert.is(await mismatches(`sensor_readings_${g}`, w), 0, `${g} before refresh`);
+  }
+  const written = Number((await db.pool.query('select iot_private.refresh_rollups() as n')).rows[0].n);
+  if (db.tier > 1) assert.ok(written > 170, `rollup rows written: ${written}`);
+  for (const [g, w] of [['1m', '1 minute'], ['1h', '1 hour'], ['1d', '1 day']]) {
+    assert.is(await mismatches(`sensor_readings_${g}`, w), 0, `${g} after refresh`);
+  }
+  const again = Number((await db.pool.query('select iot_private.refresh_rollups() as n')).rows[0].n);
+  assert.ok(again < 5, `a second refresh right after does little: ${again}`);
+});
+
+test('late readings below the watermark invalidate their range and the next refresh repairs it', async () => {
+  if (db.tier === 1) return console.log('  [rollups] tier 1 uses continuous aggregates; skipped');
+  const late = Array.from({ length: 120 }, (_, i) => new Date(Date.now() - 2 * 3600_000 + i * 1000 + 500)); // half-second offsets: new rows
+  await store(late, () => 99, 'pressure');
+  const inv = await db.pool.query(`select count(*)::int as n from iot_private.rollup_invalidations`);
+  assert.ok(inv.rows[0].n >= 1, 'the late batch left an invalidation');
+  await db.pool.query('select iot_private.refresh_rollups()');
+  assert.is(await mismatches('sensor_readings_1m', '1 minute'), 0);
+  assert.is(await mismatches('sensor_readings_1h', '1 hour'), 0);
+  const left = await db.pool.query(`select count(*)::int as n from iot_private.rollup_invalidations`);
+  assert.is(left.rows[0].n, 0);
+});
+
+test('the tenant-filtered rollup views add avg/stddev and the device code', async () => {
+  const rows = await db.asRole('iot_analyst', { tenant_id: plant.tenantId }, async (c) =>
+    (await c.query(`select device_code, avg_value, stddev_value, reading_count from iot.sensor_readings_1h where sensor_type = 'temperature'`)).rows);
+  assert.ok(rows.length >= 3);
+  assert.ok(rows.every((r) => r.device_code === plant.deviceCode && r.stddev_value > 0));
+  const none = await db.asRole('iot_analyst', { tenant_id: '00000000-0000-0000-0000-000000000000' }, async (c) =>
+    (await c.query(`select count(*)::int as n from iot.sensor_readings_1h`)).rows[0].n);
+  assert.is(none, 0);
+});
+
+test('heartbeat watchdog: one HEARTBEAT_TIMEOUT event per silence, not one per run', async () => {
+  await db.pool.query(`update iot.iot_devices set last_heartbeat = now() - interval '10 minutes', heartbeat_timeout_seconds = 60 where id = $1`, [plant.deviceId]);
+  const first = (await db.pool.query('select iot_private.check_device_heartbeats() as n')).rows[0].n;
+  const second = (await db.pool.query('select iot_private.check_device_heartbeats() as n')).rows[0].n;
+  assert.equal([first, second], [1, 0]);
+  // Time passes: the event is five minutes old, the device was heard from since and fell silent again.
+  await db.pool.query(`update iot_private.equipment_events set time = now() - interval '5 minutes' where event_type = 'HEARTBEAT_TIMEOUT'`);
+  await db.pool.query(`update iot.iot_devices set last_heartbeat = now() - interval '2 minutes' where id = $1`, [plant.deviceId]);
+  const third = (await db.pool.query('select iot_private.check_device_heartbeats() as n')).rows[0].n;
+  assert.is(third, 1, 'heard from again, then silent again: a new event');
+  const ev = await db.pool.query(`select severity, message from iot_private.equipment_events where event_type = 'HEARTBEAT_TIMEOUT' order by time`);
+  assert.match(ev.rows[0].message, plant.deviceCode);
+});
+
+test('retention drops only whole chunks/partitions older than the cutoff', async () => {
+  await store([new Date(Date.now() - 40 * 86400_000)], () => 1);
+  const before = Number((await db.pool.query(`select count(*) from iot_private.sensor_readings`)).rows[0].count);
+  const dropped = (await db.pool.query(`select iot_private.drop_telemetry_before(now() - interval '30 days') as n`)).rows[0].n;
+  assert.ok(dropped >= 1, `dropped ${dropped}`);
+  const after = Number((await db.pool.query(`select count(*) from iot_private.sensor_readings`)).rows[0].count);
+  assert.is(before - after, 1);
+});
+
+test('graphile-worker runs the tasks (rollups, partitions, heartbeats, retention)', async () => {
+  const runner = await startWorker(db.url, 1, 365);
+  try {
+    const utils = await makeWorkerUtils({ connectionString: db.url });
+    for (const task of ['rollups__refresh', 'telemetry__create_partitions', 'devices__check_heartbeats', 'telemetry__apply_retention']) {
+      await utils.addJob(task, task === 'telemetry__apply_retention' ? { days: 365 } : {});
+    }
+    await utils.release();
+    await waitFor(async () => (await db.pool.query(`select count(*)::int as n from graphile_worker.jobs`)).rows[0].n === 0, 10_000, 'jobs to finish');
+  } finally {
+    await runner.stop();
+  }
+});
+
+test.run();
