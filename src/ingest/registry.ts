@@ -46,6 +46,7 @@ export class RegistryCache {
   private lastMissReload = 0;
   private loading: Promise<void> | undefined;
   private stale = false;
+  private stopped = false;
   version = 0;
 
   constructor(private readonly pool: Pool, private readonly missReloadMs = 2000) {}
@@ -58,6 +59,7 @@ export class RegistryCache {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     if (this.listener) {
       const l = this.listener;
@@ -69,6 +71,7 @@ export class RegistryCache {
   }
 
   private async listen(): Promise<void> {
+    if (this.stopped) return;
     try {
       const client = await this.pool.connect();
       this.listener = client;
@@ -81,11 +84,12 @@ export class RegistryCache {
         if (this.listener === client) {
           this.listener = undefined;
           client.release(error);
-          setTimeout(() => void this.listen(), 2000).unref();
+          if (!this.stopped) setTimeout(() => void this.listen(), 2000).unref();
         }
       });
       await client.query('listen iot_registry_changed');
     } catch (error) {
+      if (this.stopped) return;
       log.warn('cannot listen for registry changes yet; retrying', { error });
       setTimeout(() => void this.listen(), 2000).unref();
     }

@@ -1,0 +1,121 @@
+// npm run bench:ingest — readings per second stored end to end (publisher process -> broker ->
+// MQTT ingestor -> COPY sink -> sensor_readings), against the raw COPY ceiling of the same
+// database measured in the same run, and their ratio. Not a test: it prints figures.
+import { fork } from 'node:child_process';
+import { join } from 'node:path';
+import { Pool } from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { MqttIngestor } from '../src/ingest/mqtt';
+import { RegistryCache } from '../src/ingest/registry';
+import { ReadingSink } from '../src/ingest/sink';
+import { setLogLevel } from '../src/lib/log';
+import { benchBroker, benchDatabase, fmt } from './support';
+
+const N = Number(process.env.BENCH_READINGS ?? 500_000);
+const PER_MESSAGE = Number(process.env.BENCH_READINGS_PER_MESSAGE ?? 20);
+
+async function seed(pool: Pool) {
+  const t = (await pool.query(`insert into iot.tenants (tenant_code, name) values ('bench', 'Bench') returning id`)).rows[0].id;
+  const f = (await pool.query(`insert into iot.facilities (tenant_id, facility_code, name) values ($1, 'B1', 'Bench') returning id`, [t])).rows[0].id;
+  const channels: { topic: string; deviceId: string }[] = [];
+  const ids: { tenantId: string; deviceId: string; sensorType: string }[] = [];
+  for (let w = 0; w < 10; w++) {
+    const wc = (await pool.query(`insert into iot.work_centers (tenant_id, facility_id, work_center_code, name, work_center_type) values ($1, $2, $3, $3, 'PRESS') returning id`, [t, f, `WC${w}`])).rows[0].id;
+    for (let d = 0; d < 10; d++) {
+      const code = `B1-WC${w}-D${d}`;
+      const dev = (await pool.query(`insert into iot.iot_devices (tenant_id, work_center_id, device_code) values ($1, $2, $3) returning id`, [t, wc, code])).rows[0].id;
+      for (const [s, u] of [['temperature', '°F'], ['vibration', 'mm/s'], ['pressure', 'PSI']]) {
+        await pool.query(`insert into iot.device_channels (tenant_id, device_id, sensor_type, unit) values ($1, $2, $3, $4)`, [t, dev, s, u]);
+        channels.push({ topic: `facility/B1/workcenter/WC${w}/sensor/${s}`, deviceId: code });
+        ids.push({ tenantId: t, deviceId: dev, sensorType: s });
+      }
+    }
+  }
+  return { channels, ids };
+}
+
+async function copyCeiling(pool: Pool, ids: { tenantId: string; deviceId: string; sensorType: string }[], n: number): Promise<number> {
+  // The same row shape straight into the same table with its indexes, in one COPY stream.
+  const client = await pool.connect();
+  const t0 = Date.parse('2025-06-01T00:00:00Z');
+  const started = process.hrtime.bigint();
+  await new Promise<void>((resolve, reject) => {
+    const stream = client.query(copyFrom('copy iot_private.sensor_readings (time, tenant_id, device_id, sensor_type, value, unit, quality) from stdin'));
+    stream.on('error', reject).on('finish', () => resolve());
+    let i = 0;
+    const write = () => {
+      let ok = true;
+      while (i < n && ok) {
+        let chunk = '';
+        for (let k = 0; k < 1000 && i < n; k++, i++) {
+          const c = ids[i % ids.length];
+          chunk += `${new Date(t0 + Math.floor(i / ids.length) * 1000).toISOString()}\t${c.tenantId}\t${c.deviceId}\t${c.sensorType}\t${i % 100}\tu\tGOOD\n`;
+        }
+        ok = stream.write(chunk);
+      }
+      if (i < n) stream.once('drain', write);
+      else stream.end();
+    };
+    write();
+  });
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  client.release();
+  return n / seconds;
+}
+
+async function main() {
+  setLogLevel('warn');
+  const db = await benchDatabase('ingest');
+  const broker = await benchBroker();
+  const pool = new Pool({ connectionString: db.url, max: 8 });
+  try {
+    const { channels, ids } = await seed(pool);
+    const registry = new RegistryCache(pool);
+    await registry.start();
+    const sink = new ReadingSink(pool, { batchSize: 5000, maxWaitMs: 100, bufferMax: 200_000, writers: 2 });
+    const ingestor = new MqttIngestor({ brokerUrl: broker.url, topics: ['facility/+/workcenter/+/sensor/+'], qos: 1,
+      clientId: `bench-ingest-${process.pid}`, maxFutureSeconds: 300 }, registry, sink);
+    await ingestor.start();
+    await new Promise((r) => setTimeout(r, 300));
+
+    const messages = Math.ceil(N / PER_MESSAGE);
+    const total = messages * PER_MESSAGE;
+    let peakRss = 0;
+    const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 100);
+    const child = fork(join(__dirname, 'publisher-process.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const started = Date.now();
+    const published = new Promise<{ publishMs: number }>((r) => child.once('message', (m) => r(m as { publishMs: number })));
+    child.send({ url: broker.url, channels, messages, perMessage: PER_MESSAGE, t0: Date.parse('2026-01-01T00:00:00Z'), qos: 1 });
+    while (sink.stats.stored + sink.stats.duplicates < total) {
+      await new Promise((r) => setTimeout(r, 20));
+      if (Date.now() - started > 600_000) throw new Error(`gave up: ${sink.stats.stored} of ${total} stored after 10 min`);
+    }
+    const e2eSeconds = (Date.now() - started) / 1000;
+    clearInterval(sampler);
+    const { publishMs } = await published;
+    const e2e = total / e2eSeconds;
+    await ingestor.stop();
+    await sink.close();
+    await registry.stop();
+
+    const ceiling = await copyCeiling(pool, ids, total);
+    const stored = Number((await pool.query(`select count(*) from iot_private.sensor_readings where time >= '2026-01-01'`)).rows[0].count);
+    console.log([
+      `ingest benchmark (PostgreSQL ${db.version}, tier ${db.tier}, broker ${broker.kind}, ${ids.length} channels)`,
+      `  published      ${fmt(total)} readings in ${fmt(messages)} QoS 1 messages of ${PER_MESSAGE} (publisher took ${(publishMs / 1000).toFixed(2)} s)`,
+      `  stored         ${fmt(stored)} rows (dead letters ${sink.stats.deadLetters}, duplicates ${sink.stats.duplicates})`,
+      `  end to end     ${fmt(e2e)} readings/s  (${e2eSeconds.toFixed(2)} s, ${sink.stats.batches} batches, peak RSS ${fmt(peakRss / 2 ** 20)} MiB)`,
+      `  COPY ceiling   ${fmt(ceiling)} rows/s  (same rows, same table and indexes, one COPY stream)`,
+      `  ratio          ${(e2e / ceiling).toFixed(2)} of the COPY ceiling`,
+    ].join('\n'));
+  } finally {
+    await pool.end();
+    await broker.stop();
+    await db.drop();
+  }
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

@@ -1,0 +1,7 @@
+// npm run bench: every benchmark, one after another.
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+
+for (const bench of ['ingest']) {
+  execFileSync(process.execPath, [join(__dirname, `${bench}.js`)], { stdio: 'inherit', env: process.env });
+}
