@@ -40,7 +40,8 @@ export async function benchDatabase(label: string) {
 
 export async function benchBroker(): Promise<{ url: string; kind: string; stop(): Promise<void> }> {
   if (process.env.BENCH_MQTT_URL) return { url: process.env.BENCH_MQTT_URL, kind: 'external', stop: async () => undefined };
-  const child: ChildProcess = fork(join(__dirname, 'broker-process.js'), [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const child: ChildProcess = fork(join(__dirname, 'broker-process.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  child.on('exit', (code, signal) => { if (code !== 0 && signal !== 'SIGTERM') console.error(`benchmark broker exited: code ${code} signal ${signal}`); });
   const url = await new Promise<string>((res, rej) => {
     child.once('message', (m) => res(String(m)));
     child.once('exit', (code) => rej(new Error(`broker process exited ${code}`)));

@@ -77,7 +77,7 @@ export class MqttIngestor {
       });
     });
     client.on('close', () => {
-      if (this.stats.connected) log.warn('broker connection closed; reconnecting');
+      if (this.stats.connected && this.client) log.warn('broker connection closed; reconnecting');
       this.stats.connected = false;
     });
     client.on('error', (error) => log.error('broker error', { error }));
@@ -86,11 +86,13 @@ export class MqttIngestor {
       const ready = () => resolve();
       client.once('connect', ready);
       // Do not block start-up forever when the broker is down: mqtt.js keeps reconnecting.
-      setTimeout(() => {
+      const timer = setTimeout(() => {
         client.removeListener('connect', ready);
-        if (!client.connected) log.warn('broker not reachable yet; still trying', { url: redact(o.brokerUrl) });
+        if (!client.connected && this.client) log.warn('broker not reachable yet; still trying', { url: redact(o.brokerUrl) });
         resolve();
-      }, 5000).unref();
+      }, 5000);
+      timer.unref();
+      client.once('connect', () => clearTimeout(timer));
     });
   }
 
