@@ -30,6 +30,8 @@ export interface MqttIngestStats {
 export class MqttIngestor {
   private client: MqttClient | undefined;
   private inFlight = 0;
+  private pauses = 0;
+  private lastPauseLog = 0;
   readonly stats: MqttIngestStats = { messages: 0, connected: false, paused: false };
 
   constructor(
@@ -104,10 +106,17 @@ export class MqttIngestor {
     }
     this.sink.reject(result.deadLetters);
     if (result.readings.length && !this.sink.add(result.readings)) {
-      if (!this.stats.paused) log.warn('buffer full; pausing broker reads until the database catches up', { buffered: this.sink.buffered });
+      // Under sustained load this happens many times a second: say so at most every 10 s.
+      this.pauses++;
+      const now = Date.now();
+      if (now - this.lastPauseLog > 10_000) {
+        log.warn('buffer full; pausing broker reads until the database catches up',
+          { buffered: this.sink.buffered, pausesSinceLastLog: this.pauses, databaseUp: this.sink.stats.databaseUp });
+        this.lastPauseLog = now;
+        this.pauses = 0;
+      }
       this.stats.paused = true;
       await this.sink.wait();
-      log.info('buffer drained; reading from broker again', { buffered: this.sink.buffered });
       this.stats.paused = false;
     }
   }
