@@ -92,6 +92,8 @@ begin
     from per_device group by tenant_id
   ) t;
   duplicates := staged - rejected - inserted;
+  -- Threshold and anomaly events for this batch, set-based (sql/510_batch_events.sql).
+  perform iot_private.detect_batch_events();
 end
 $$;
 comment on function iot_private.ingest_staged_readings() is

@@ -4,6 +4,7 @@ import createPartitions from '../../workers/telemetry__create_partitions';
 import refreshRollups from '../../workers/rollups__refresh';
 import applyRetention from '../../workers/telemetry__apply_retention';
 import checkHeartbeats from '../../workers/devices__check_heartbeats';
+import evaluateSpc from '../../workers/spc__evaluate';
 import { logger } from './log';
 
 export const taskList: TaskList = {
@@ -11,12 +12,14 @@ export const taskList: TaskList = {
   rollups__refresh: refreshRollups,
   telemetry__apply_retention: applyRetention,
   devices__check_heartbeats: checkHeartbeats,
+  spc__evaluate: evaluateSpc,
 };
 
 // Times are UTC. `?max=1`: a failed run is not retried; the next tick runs it again anyway.
 export const crontab = (retentionDays: number) => [
   '* * * * * rollups__refresh ?max=1',
   '* * * * * devices__check_heartbeats ?max=1',
+  '* * * * * spc__evaluate ?max=1',
   '7 * * * * telemetry__create_partitions ?max=3',
   `15 3 * * * telemetry__apply_retention ?max=1 ${JSON.stringify({ days: retentionDays })}`,
 ].join('\n');
