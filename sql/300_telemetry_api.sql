@@ -219,7 +219,7 @@ create or replace view iot.equipment_health_scores with (security_barrier) as
          h.risk_factors, h.recommended_action, h.details
   from iot_private.equipment_health_scores h
   where h.tenant_id = any ((select iot.current_tenant_ids())::uuid[]);
-comment on view iot.equipment_health_scores is E'@omit create,update,delete\n@primaryKey work_center_id,calculated_at\n@foreignKey (work_center_id) references iot.work_centers (id)|@fieldName workCenter|@foreignFieldName equipmentHealthScores\nHealth score history per work center.';
+comment on view iot.equipment_health_scores is E'@omit all,create,update,delete\n@primaryKey work_center_id,calculated_at\n@foreignKey (work_center_id) references iot.work_centers (id)|@fieldName workCenter|@foreignFieldName equipmentHealthScores\nHealth score history per work center.';
 
 -- Dead letters of the caller's tenant (those whose facility could be resolved).
 create or replace view iot.ingest_dead_letters with (security_barrier) as

@@ -15,7 +15,15 @@ grant execute on function
   iot.check_time_range(timestamptz, timestamptz, interval),
   iot.device_readings(uuid, timestamptz, timestamptz, text),
   iot.sensor_history(uuid, text, timestamptz, timestamptz, text),
-  iot.device_channels_latest_reading(iot.device_channels)
+  iot.device_channels_latest_reading(iot.device_channels),
+  iot.oee_for(uuid[], timestamptz, timestamptz),
+  iot.work_center_oee(uuid, timestamptz, timestamptz),
+  iot.oee_trends(timestamptz, timestamptz, text, uuid),
+  iot.production_summary(timestamptz, timestamptz, uuid),
+  iot.work_center_utilization(timestamptz, timestamptz),
+  iot.equipment_health_scores(text, uuid, timestamptz, timestamptz),
+  iot.equipment_health_trends(text, timestamptz, timestamptz, uuid),
+  iot.predictive_maintenance_dashboard()
   to iot_operator, iot_analyst;
 
 -- Operators: maintain the registry and operations data of their tenant.
@@ -43,5 +51,10 @@ grant delete on iot.facilities, iot.work_centers, iot.iot_devices, iot.device_ch
                 iot.production_runs, iot.maintenance_records to iot_operator;
 grant execute on function
   iot.acknowledge_equipment_event(uuid),
-  iot.record_equipment_event(uuid, text, text, text, jsonb)
+  iot.record_equipment_event(uuid, text, text, text, jsonb),
+  iot.calculate_equipment_health_score(uuid, timestamptz),
+  iot.acknowledge_predictive_maintenance_alert(uuid),
+  iot.schedule_predictive_maintenance_alert(uuid, timestamptz),
+  iot.start_predictive_maintenance_alert(uuid),
+  iot.resolve_predictive_maintenance_alert(uuid, boolean, timestamptz, text)
   to iot_operator;

@@ -66,7 +66,7 @@ program.command('start')
       let tenantId: string | undefined;
       if (demo) tenantId = await seedDemoPlant(pool);
       const brokerUrl = await resolveBroker(c, life);
-      const worker = await startWorker(db.url, c.WORKER_CONCURRENCY, c.TELEMETRY_RETENTION_DAYS);
+      const worker = await startWorker(db.url, c.WORKER_CONCURRENCY, c.TELEMETRY_RETENTION_DAYS, Number(c.HEALTH_SCORE_INTERVAL_MINUTES));
       life.add('worker', () => worker.stop());
       await startMqttIngest(c, pool, brokerUrl, life);
       const api = await startApi({
@@ -113,7 +113,7 @@ program.command('worker')
     const life = new Lifecycle();
     await runUntilSignal(life, async () => {
       const db = await resolveDatabase(c, life);
-      const worker = await startWorker(db.url, c.WORKER_CONCURRENCY, c.TELEMETRY_RETENTION_DAYS);
+      const worker = await startWorker(db.url, c.WORKER_CONCURRENCY, c.TELEMETRY_RETENTION_DAYS, Number(c.HEALTH_SCORE_INTERVAL_MINUTES));
       life.add('worker', () => worker.stop());
     });
   });

@@ -86,6 +86,8 @@ export const specs = {
   SENSOR_PRESSURE_MIN: { ...num(), default: '80', description: 'Default lower normal pressure (PSI).' },
   SENSOR_PRESSURE_MAX: { ...num(), default: '120', description: 'Default upper normal pressure (PSI).' },
   WORKER_CONCURRENCY: { ...int(1, 64), default: '2', description: 'Jobs the worker runs at once.' },
+  HEALTH_SCORE_INTERVAL_MINUTES: { ...oneOf('5', '10', '15', '20', '30'), default: '15',
+    description: 'How often the worker scores every work center and raises predictive-maintenance alerts.' },
   TELEMETRY_RETENTION_DAYS: { ...int(0, 36500), default: '0', description: 'Drop raw readings older than this many days (0 keeps them forever; rollups are kept).' },
   DEMO: { ...oneOf('auto', 'true', 'false'), default: 'auto',
     description: 'Run the demo plant (seed registry + simulator). auto: only with embedded PostgreSQL.' },

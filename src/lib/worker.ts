@@ -5,6 +5,7 @@ import refreshRollups from '../../workers/rollups__refresh';
 import applyRetention from '../../workers/telemetry__apply_retention';
 import checkHeartbeats from '../../workers/devices__check_heartbeats';
 import evaluateSpc from '../../workers/spc__evaluate';
+import calculateHealth from '../../workers/health__calculate_scores';
 import { logger } from './log';
 
 export const taskList: TaskList = {
@@ -13,10 +14,12 @@ export const taskList: TaskList = {
   telemetry__apply_retention: applyRetention,
   devices__check_heartbeats: checkHeartbeats,
   spc__evaluate: evaluateSpc,
+  health__calculate_scores: calculateHealth,
 };
 
 // Times are UTC. `?max=1`: a failed run is not retried; the next tick runs it again anyway.
-export const crontab = (retentionDays: number) => [
+export const crontab = (retentionDays: number, healthIntervalMinutes = 15) => [
+  `*/${healthIntervalMinutes} * * * * health__calculate_scores ?max=1 ${JSON.stringify({ intervalMinutes: healthIntervalMinutes })}`,
   '* * * * * rollups__refresh ?max=1',
   '* * * * * devices__check_heartbeats ?max=1',
   '* * * * * spc__evaluate ?max=1',
@@ -34,9 +37,9 @@ const workerLogger = new Logger((scope) => {
   };
 });
 
-export function startWorker(connectionString: string, concurrency: number, retentionDays: number): Promise<Runner> {
+export function startWorker(connectionString: string, concurrency: number, retentionDays: number, healthIntervalMinutes = 15): Promise<Runner> {
   return run({
     connectionString, concurrency, noHandleSignals: true, pollInterval: 1000, taskList,
-    crontab: crontab(retentionDays), logger: workerLogger,
+    crontab: crontab(retentionDays, healthIntervalMinutes), logger: workerLogger,
   });
 }

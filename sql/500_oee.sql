@@ -1,0 +1,214 @@
+-- OEE (overall equipment effectiveness) from production runs and breakdowns.
+-- For a work center and a window [since, until):
+--   planned time  = the parts of its production runs (actual_start .. actual_end, or now if still
+--                   running) inside the window;
+--   downtime      = the parts of BREAKDOWN maintenance records inside those run intervals, plus
+--                   setup_minutes of runs that started in the window;
+--   run time      = planned time - downtime;
+--   availability  = run time / planned time;
+--   performance   = ideal cycle time x units / run time, at most 1 (ideal cycle time from the run,
+--                   else from the work center; units of a run only partly inside the window are
+--                   counted pro rata);
+--   quality       = good / (good + scrap + rework);
+--   oee           = availability x performance x quality.
+-- A window without production runs has no OEE (null), not 0.
+
+do $$
+begin
+  create type iot.oee_result as (
+    work_center_id uuid, since timestamptz, until timestamptz,
+    planned_minutes numeric, downtime_minutes numeric, run_minutes numeric,
+    good_count numeric, scrap_count numeric, rework_count numeric, total_count numeric,
+    availability numeric, performance numeric, quality numeric, oee numeric, oee_target numeric,
+    avg_cycle_time_seconds numeric, ideal_cycle_time_seconds numeric
+  );
+exception when duplicate_object then null;
+end $$;
+comment on type iot.oee_result is 'OEE of one work center over a window; fractions 0..1, null when there was no production.';
+
+-- Set-based core: OEE for every work center in `work_center_ids` (null = all) over one window.
+-- In iot (hidden from GraphQL) so that callers' row-level security applies to what it reads.
+create or replace function iot.oee_for(work_center_ids uuid[], since timestamptz, until timestamptz)
+  returns setof iot.oee_result
+  language sql stable
+  set search_path = pg_catalog, pg_temp
+as $$
+  with runs as (
+    select r.work_center_id, r.id,
+           greatest(r.actual_start, since) as s,
+           least(coalesce(r.actual_end, least(now(), until)), until) as e,
+           extract(epoch from coalesce(r.actual_end, now()) - r.actual_start) as full_seconds,
+           r.good_count, r.scrap_count, r.rework_count,
+           case when r.actual_start >= since then r.setup_minutes else 0 end as setup_minutes,
+           coalesce(r.ideal_cycle_time_seconds, w.ideal_cycle_time_seconds) as ideal_ct,
+           w.oee_target
+    from iot.production_runs r
+    join iot.work_centers w on w.id = r.work_center_id
+    where (work_center_ids is null or r.work_center_id = any (work_center_ids))
+      and r.actual_start is not null and r.actual_start < until
+      and coalesce(r.actual_end, now()) > since
+      and r.status <> 'CANCELLED'
+  ), clipped as (
+    select runs.*, extract(epoch from e - s) as seconds,
+           case when full_seconds > 0 then least(1, extract(epoch from e - s) / full_seconds) else 1 end as share
+    from runs where e > s
+  ), breakdowns as (
+    select c.id, sum(extract(epoch from least(c.e, coalesce(m.ended_at, now())) - greatest(c.s, m.started_at))) as seconds
+    from clipped c
+    join iot.maintenance_records m on m.work_center_id = c.work_center_id and m.maintenance_type = 'BREAKDOWN'
+      and m.started_at < c.e and coalesce(m.ended_at, now()) > c.s
+    group by c.id
+  ), per_wc as (
+    select c.work_center_id,
+           sum(c.seconds) / 60 as planned_minutes,
+           least(sum(c.seconds), sum(coalesce(b.seconds, 0)) + sum(c.setup_minutes) * 60) / 60 as downtime_minutes,
+           sum(c.good_count * c.share) as good, sum(c.scrap_count * c.share) as scrap, sum(c.rework_count * c.share) as rework,
+           sum(c.ideal_ct * (c.good_count + c.scrap_count + c.rework_count) * c.share) as ideal_seconds,
+           sum(c.ideal_ct * (c.good_count + c.scrap_count + c.rework_count) * c.share) / nullif(sum((c.good_count + c.scrap_count + c.rework_count) * c.share), 0) as ideal_ct,
+           max(c.oee_target) as oee_target
+    from clipped c left join breakdowns b on b.id = c.id
+    group by c.work_center_id
+  )
+  select p.work_center_id, since, until,
+         round(p.planned_minutes, 2), round(p.downtime_minutes, 2), round(p.planned_minutes - p.downtime_minutes, 2),
+         round(p.good, 2), round(p.scrap, 2), round(p.rework, 2), round(p.good + p.scrap + p.rework, 2),
+         a.availability, pf.performance, q.quality,
+         round(a.availability * pf.performance * q.quality, 4),
+         p.oee_target,
+         round((p.planned_minutes - p.downtime_minutes) * 60 / nullif(p.good + p.scrap + p.rework, 0), 3),
+         round(p.ideal_ct, 3)
+  from per_wc p
+  cross join lateral (select round((p.planned_minutes - p.downtime_minutes) / nullif(p.planned_minutes, 0), 4) as availability) a
+  cross join lateral (select round(least(1, p.ideal_seconds / nullif((p.planned_minutes - p.downtime_minutes) * 60, 0)), 4) as performance) pf
+  cross join lateral (select round(p.good / nullif(p.good + p.scrap + p.rework, 0), 4) as quality) q
+$$;
+
+comment on function iot.oee_for(uuid[], timestamptz, timestamptz) is '@omit';
+
+create or replace function iot.work_center_oee(work_center_id uuid, since timestamptz, until timestamptz default now())
+  returns iot.oee_result
+  language sql stable
+  set search_path = pg_catalog, pg_temp
+as $$
+  select o.* from iot.oee_for(array[work_center_id], since, until) o
+  where exists (select 1 from iot.work_centers w where w.id = work_center_oee.work_center_id) -- RLS decides visibility
+$$;
+comment on function iot.work_center_oee(uuid, timestamptz, timestamptz) is 'OEE of one work center over [since, until). Null when it did not produce.';
+
+do $$
+begin
+  create type iot.oee_trend_point as (
+    work_center_id uuid, bucket timestamptz, shift text,
+    availability numeric, performance numeric, quality numeric, oee numeric, oee_target numeric,
+    good_count numeric, total_count numeric, run_minutes numeric, downtime_minutes numeric
+  );
+exception when duplicate_object then null;
+end $$;
+
+-- OEE per work center and bucket (shift, day, week, month; days in the facility's time zone).
+-- With bucket 'shift' each run's shift label splits the day.
+create or replace function iot.oee_trends(
+  since timestamptz, until timestamptz default now(), bucket text default 'day', work_center_id uuid default null)
+  returns setof iot.oee_trend_point
+  language plpgsql stable
+  set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform iot.check_time_range(since, until, interval '400 days');
+  if bucket not in ('shift', 'day', 'week', 'month') then
+    raise exception 'bucket must be shift, day, week or month, not %', bucket using errcode = 'IOT03';
+  end if;
+  return query
+    with wcs as (
+      select w.id, f.timezone from iot.work_centers w join iot.facilities f on f.id = w.facility_id
+      where oee_trends.work_center_id is null or w.id = oee_trends.work_center_id
+    ), buckets as (
+      select wcs.id, wcs.timezone, b as local_start
+      from wcs, generate_series(date_trunc(case when bucket = 'shift' then 'day' else bucket end, since at time zone wcs.timezone),
+                                until at time zone wcs.timezone,
+                                case bucket when 'week' then interval '1 week' when 'month' then interval '1 month' else interval '1 day' end) b
+    ), shifts as (
+      select distinct r.work_center_id, r.shift from iot.production_runs r where bucket = 'shift'
+    )
+    select o.work_center_id, b.local_start at time zone b.timezone, s.shift,
+           o.availability, o.performance, o.quality, o.oee, o.oee_target, o.good_count, o.total_count, o.run_minutes, o.downtime_minutes
+    from buckets b
+    left join shifts s on s.work_center_id = b.id
+    cross join lateral iot.oee_for(array[b.id],
+      greatest(since, b.local_start at time zone b.timezone),
+      least(until, (b.local_start + case bucket when 'week' then interval '1 week' when 'month' then interval '1 month' else interval '1 day' end) at time zone b.timezone)) o
+    where bucket <> 'shift' or exists (
+      select 1 from iot.production_runs r where r.work_center_id = b.id and r.shift is not distinct from s.shift
+        and r.actual_start >= b.local_start at time zone b.timezone and r.actual_start < (b.local_start + interval '1 day') at time zone b.timezone)
+    order by 1, 2, 3;
+end
+$$;
+comment on function iot.oee_trends(timestamptz, timestamptz, text, uuid) is
+  'OEE per work center per shift, day, week or month (facility time zone), with the target. Buckets without production are left out.';
+
+do $$
+begin
+  create type iot.production_summary_row as (
+    work_center_id uuid, runs integer, completed_runs integer, good_count bigint, scrap_count bigint, rework_count bigint,
+    total_count bigint, planned_quantity bigint, quality_rate numeric, attainment numeric
+  );
+exception when duplicate_object then null;
+end $$;
+
+create or replace function iot.production_summary(since timestamptz, until timestamptz default now(), work_center_id uuid default null)
+  returns setof iot.production_summary_row
+  language sql stable
+  set search_path = pg_catalog, pg_temp
+as $$
+  select r.work_center_id, count(*)::integer, count(*) filter (where r.status = 'COMPLETED')::integer,
+         sum(r.good_count), sum(r.scrap_count), sum(r.rework_count), sum(r.good_count + r.scrap_count + r.rework_count),
+         sum(r.planned_quantity),
+         round(sum(r.good_count)::numeric / nullif(sum(r.good_count + r.scrap_count + r.rework_count), 0), 4),
+         round(sum(r.good_count)::numeric / nullif(sum(r.planned_quantity), 0), 4)
+  from iot.production_runs r
+  where r.actual_start >= since and r.actual_start < until and r.status <> 'CANCELLED'
+    and (production_summary.work_center_id is null or r.work_center_id = production_summary.work_center_id)
+  group by r.work_center_id
+$$;
+comment on function iot.production_summary(timestamptz, timestamptz, uuid) is
+  'Runs, good/scrap/rework counts, quality rate (good/total) and attainment (good/planned) per work center, for runs started in the window.';
+
+do $$
+begin
+  create type iot.work_center_utilization_row as (
+    work_center_id uuid, status text, runtime_minutes numeric, downtime_minutes numeric, setup_minutes numeric,
+    utilization numeric, active_run_id uuid, active_run_progress numeric
+  );
+exception when duplicate_object then null;
+end $$;
+
+-- Status now: DOWN (an open breakdown), SETUP or RUNNING (the active run's status), else IDLE.
+-- utilization = run time / window length.
+create or replace function iot.work_center_utilization(since timestamptz, until timestamptz default now())
+  returns setof iot.work_center_utilization_row
+  language sql stable
+  set search_path = pg_catalog, pg_temp
+as $$
+  select w.id,
+         case when exists (select 1 from iot.maintenance_records m where m.work_center_id = w.id
+                             and m.maintenance_type = 'BREAKDOWN' and m.ended_at is null) then 'DOWN'
+              when a.status = 'SETUP' then 'SETUP'
+              when a.status = 'RUNNING' then 'RUNNING'
+              else 'IDLE' end,
+         coalesce(o.run_minutes, 0), coalesce(o.downtime_minutes, 0),
+         coalesce((select sum(r.setup_minutes) from iot.production_runs r where r.work_center_id = w.id
+                     and r.actual_start >= since and r.actual_start < until), 0),
+         round(coalesce(o.run_minutes, 0) / nullif(extract(epoch from until - since) / 60, 0), 4),
+         a.id,
+         round(least(1, (a.good_count + a.scrap_count + a.rework_count)::numeric / nullif(a.planned_quantity, 0)), 4)
+  from iot.work_centers w
+  left join iot.oee_for(null, since, until) o on o.work_center_id = w.id
+  left join lateral (
+    select r.* from iot.production_runs r
+    where r.work_center_id = w.id and r.status in ('SETUP', 'RUNNING', 'PAUSED')
+    order by r.actual_start desc nulls last limit 1
+  ) a on true
+  where w.is_active
+$$;
+comment on function iot.work_center_utilization(timestamptz, timestamptz) is
+  'Per work center: status now (IDLE, RUNNING, DOWN, SETUP), runtime, downtime and setup minutes in the window, utilization, and the active run''s progress (units / planned).';

@@ -1,0 +1,285 @@
+-- Equipment health: a 0-100 score per work center from five weighted dimensions.
+--
+-- sensor health (30%): each active channel with a normal range (the channel's normal_min/max, else
+--   its sensor type's) over the 24 hours before `at` (whole minutes). A reading's deviation is 0
+--   inside the range and its distance to the nearest bound outside it. The maximum deviation is
+--   the range width (max - min); for a range with one bound, the bound's magnitude (1 if it is 0).
+--   Channel score = greatest(0, 100 - avg deviation / max deviation x 100). The dimension is the
+--   mean of the channel scores. Channels without a range or without readings do not count.
+-- OEE health (25%): 7-day OEE (sql/500_oee.sql) against 85% world class: least(100, oee / 0.85 x 100).
+-- quality health (20%): greatest(0, 100 - 10 x HIGH - 5 x LOW SPC alerts in the last 7 days); only for
+--   work centers with SPC control limits or alerts (otherwise no data).
+-- reliability health (15%): greatest(0, 100 - 20 x BREAKDOWN records started in the last 30 days).
+--   Always scored: no breakdown logged is 100.
+-- performance health (10%): 100 x 7-day OEE performance, minus the cycle-time degradation in percent
+--   (actual seconds per unit over the last 7 days against days 8-30 before; no penalty for getting
+--   faster), within 0..100. No runs in 7 days: no data.
+-- A dimension without data is left out and the remaining weights are scaled to sum to 1.
+-- Status: EXCELLENT >= 90, GOOD >= 75, FAIR >= 50, POOR >= 30, CRITICAL < 30.
+-- 7-day change: this score minus the latest stored score at least 7 days older (within one more day),
+--   else minus the oldest score of the last 7 days if it is at least a day old. Trend: IMPROVING > +5,
+--   STABLE -5..+5, DEGRADING -10..-5, RAPIDLY_DEGRADING < -10; none without a baseline.
+
+create or replace function iot_private.health_status(score numeric) returns text
+  language sql immutable
+  set search_path = pg_catalog, pg_temp
+as $$
+  select case when score is null then null when score >= 90 then 'EXCELLENT' when score >= 75 then 'GOOD'
+              when score >= 50 then 'FAIR' when score >= 30 then 'POOR' else 'CRITICAL' end
+$$;
+
+create or replace function iot_private.health_trend(change numeric) returns text
+  language sql immutable
+  set search_path = pg_catalog, pg_temp
+as $$
+  select case when change is null then null when change > 5 then 'IMPROVING' when change >= -5 then 'STABLE'
+              when change >= -10 then 'DEGRADING' else 'RAPIDLY_DEGRADING' end
+$$;
+
+-- Sensor health per channel, exact, mostly from the 1-minute rollups: a minute wholly inside the
+-- range contributes 0, a minute wholly outside contributes exactly from its sums, and only the
+-- minutes that straddle a bound are read from raw readings.
+create or replace function iot_private.channel_sensor_health(work_center_ids uuid[], at timestamptz)
+  returns table (work_center_id uuid, device_id uuid, device_code text, sensor_type text, readings bigint,
+                 avg_deviation double precision, max_deviation double precision, score numeric)
+  language sql stable
+  set search_path = pg_catalog, pg_temp
+as $$
+  with win as (
+    select date_bin('1 minute', at, timestamptz '2000-01-01 00:00Z') - interval '24 hours' as lo,
+           date_bin('1 minute', at, timestamptz '2000-01-01 00:00Z') as hi
+  ), ch as (
+    select d.work_center_id, d.id as device_id, d.device_code, c.sensor_type,
+           coalesce(c.normal_min, st.normal_min) as lo, coalesce(c.normal_max, st.normal_max) as hi
+    from iot.device_channels c
+    join iot.iot_devices d on d.id = c.device_id
+    join iot.sensor_types st on st.sensor_type = c.sensor_type
+    where c.is_active and d.is_active and d.work_center_id = any (work_center_ids)
+      and coalesce(c.normal_min, st.normal_min, c.normal_max, st.normal_max) is not null
+  ), buckets as (
+    select ch.*, b.bucket, b.reading_count as n,
+           case when (ch.lo is null or b.value_min >= ch.lo) and (ch.hi is null or b.value_max <= ch.hi) then 0
+                when ch.hi is not null and b.value_min > ch.hi then b.value_sum - ch.hi * b.reading_count
+                when ch.lo is not null and b.value_max < ch.lo then ch.lo * b.reading_count - b.value_sum
+           end as dev_sum
+    from ch cross join win
+    join iot_private.sensor_readings_1m b
+      on b.device_id = ch.device_id and b.sensor_type = ch.sensor_type and b.bucket >= win.lo and b.bucket < win.hi
+  ), straddling as (
+    select s.device_id, s.sensor_type, s.bucket,
+           sum(case when s.lo is not null and r.value < s.lo then s.lo - r.value
+                    when s.hi is not null and r.value > s.hi then r.value - s.hi else 0 end) as dev_sum
+    from buckets s
+    join iot_private.sensor_readings r
+      on r.device_id = s.device_id and r.sensor_type = s.sensor_type and r.time >= s.bucket and r.time < s.bucket + interval '1 minute'
+    where s.dev_sum is null
+    group by 1, 2, 3
+  ), per_channel as (
+    select b.work_center_id, b.device_id, b.device_code, b.sensor_type, b.lo, b.hi, sum(b.n) as n,
+           sum(coalesce(b.dev_sum, s.dev_sum)) / sum(b.n) as avg_dev
+    from buckets b
+    left join straddling s using (device_id, sensor_type, bucket)
+    group by 1, 2, 3, 4, 5, 6
+  )
+  select p.work_center_id, p.device_id, p.device_code, p.sensor_type, p.n, p.avg_dev, m.max_dev,
+         round(greatest(0, 100 - p.avg_dev / m.max_dev * 100)::numeric, 2)
+  from per_channel p
+  cross join lateral (select case when p.lo is not null and p.hi is not null then p.hi - p.lo
+                                  else coalesce(nullif(abs(coalesce(p.lo, p.hi)), 0), 1) end as max_dev) m
+$$;
+
+-- All five dimensions and the derived fields for the given work centers at `at` (nothing stored).
+create or replace function iot_private.compute_health_scores(work_center_ids uuid[], at timestamptz)
+  returns setof iot_private.equipment_health_scores
+  language sql stable
+  set search_path = pg_catalog, pg_temp
+as $$
+  with wc as (
+    select w.id, w.tenant_id, w.work_center_code from iot.work_centers w where w.id = any (work_center_ids)
+  ), sensor as (
+    select s.work_center_id, round(avg(s.score), 2) as score,
+           jsonb_agg(jsonb_build_object('deviceCode', s.device_code, 'sensorType', s.sensor_type, 'score', s.score,
+                     'avgDeviation', round(s.avg_deviation::numeric, 4), 'readings', s.readings) order by s.score)
+             filter (where s.score < 100) as channels
+    from iot_private.channel_sensor_health(work_center_ids, at) s group by 1
+  ), oee7 as (
+    select * from iot.oee_for(work_center_ids, at - interval '7 days', at)
+  ), oee_base as (
+    select * from iot.oee_for(work_center_ids, at - interval '30 days', at - interval '7 days')
+  ), spc as (
+    select w.id as work_center_id,
+           count(a.*) filter (where a.severity = 'HIGH') as high, count(a.*) filter (where a.severity = 'LOW') as low,
+           exists (select 1 from iot.spc_control_limits l join iot.device_channels c on c.id = l.channel_id
+                   join iot.iot_devices d on d.id = c.device_id where d.work_center_id = w.id and l.is_active) as has_limits
+    from wc w left join iot.spc_alerts a on a.work_center_id = w.id and a.detected_at > at - interval '7 days' and a.detected_at <= at
+    group by w.id
+  ), breakdowns as (
+    select w.id as work_center_id, count(m.*) as n
+    from wc w left join iot.maintenance_records m on m.work_center_id = w.id and m.maintenance_type = 'BREAKDOWN'
+      and m.started_at > at - interval '30 days' and m.started_at <= at
+    group by w.id
+  ), dims as (
+    select w.id, w.tenant_id,
+           s.score as sensor_score, s.channels,
+           case when o.oee is not null then round(least(100, o.oee / 0.85 * 100), 2) end as oee_score,
+           case when q.has_limits or q.high + q.low > 0 then greatest(0, 100 - 10 * q.high - 5 * q.low) end::numeric as quality_score,
+           q.high, q.low,
+           greatest(0, 100 - 20 * b.n)::numeric as reliability_score, b.n as breakdowns,
+           case when o.performance is not null then
+             round(greatest(0, least(100, 100 * o.performance
+               - greatest(0, coalesce((o.avg_cycle_time_seconds / nullif(ob.avg_cycle_time_seconds, 0) - 1) * 100, 0)))), 2)
+           end as performance_score,
+           o.oee, o.performance, o.avg_cycle_time_seconds as ct7, ob.avg_cycle_time_seconds as ct_base
+    from wc w
+    left join sensor s on s.work_center_id = w.id
+    left join oee7 o on o.work_center_id = w.id
+    left join oee_base ob on ob.work_center_id = w.id
+    join spc q on q.work_center_id = w.id
+    join breakdowns b on b.work_center_id = w.id
+  ), scored as (
+    select d.*,
+           round((coalesce(0.30 * d.sensor_score, 0) + coalesce(0.25 * d.oee_score, 0) + coalesce(0.20 * d.quality_score, 0)
+                  + coalesce(0.15 * d.reliability_score, 0) + coalesce(0.10 * d.performance_score, 0))
+                 / nullif((case when d.sensor_score is null then 0 else 0.30 end) + (case when d.oee_score is null then 0 else 0.25 end)
+                        + (case when d.quality_score is null then 0 else 0.20 end) + (case when d.reliability_score is null then 0 else 0.15 end)
+                        + (case when d.performance_score is null then 0 else 0.10 end), 0), 2) as overall,
+           (case when d.sensor_score is null then 0 else 0.30 end) + (case when d.oee_score is null then 0 else 0.25 end)
+             + (case when d.quality_score is null then 0 else 0.20 end) + (case when d.reliability_score is null then 0 else 0.15 end)
+             + (case when d.performance_score is null then 0 else 0.10 end) as weight_total
+    from dims d
+  ), history as (
+    select s.id,
+           (select avg(v) from (select h.overall_score as v from iot_private.equipment_health_scores h
+                                 where h.work_center_id = s.id and h.time > at - interval '7 days' and h.time < at
+                                 union all select s.overall) x) as avg7,
+           (select avg(v) from (select h.overall_score as v from iot_private.equipment_health_scores h
+                                 where h.work_center_id = s.id and h.time > at - interval '30 days' and h.time < at
+                                 union all select s.overall) x) as avg30,
+           coalesce(
+             (select h.overall_score from iot_private.equipment_health_scores h
+               where h.work_center_id = s.id and h.time <= at - interval '7 days' and h.time > at - interval '8 days'
+                 and h.overall_score is not null order by h.time desc limit 1),
+             (select h.overall_score from iot_private.equipment_health_scores h
+               where h.work_center_id = s.id and h.time > at - interval '7 days' and h.time <= at - interval '1 day'
+                 and h.overall_score is not null order by h.time limit 1)) as baseline
+    from scored s
+  )
+  select at, s.tenant_id, s.id,
+         s.overall, s.sensor_score, s.oee_score, s.quality_score, s.reliability_score, s.performance_score,
+         iot_private.health_status(s.overall),
+         round(h.avg7, 2), round(h.avg30, 2), round(s.overall - h.baseline, 2),
+         iot_private.health_trend(s.overall - h.baseline),
+         coalesce((
+           select jsonb_agg(f order by (f ->> 'pointsLost')::numeric desc)
+           from (
+             select jsonb_build_object('dimension', dim, 'score', score, 'weight', round(w / s.weight_total, 4),
+                                       'pointsLost', round((100 - score) * w / s.weight_total, 2)) ||
+                    case when dim = 'sensor' and s.channels is not null then jsonb_build_object('channels', s.channels) else '{}' end ||
+                    case when dim = 'quality' then jsonb_build_object('highAlerts', s.high, 'lowAlerts', s.low) else '{}' end ||
+                    case when dim = 'reliability' then jsonb_build_object('breakdowns30d', s.breakdowns) else '{}' end as f
+             from (values ('sensor', s.sensor_score, 0.30), ('oee', s.oee_score, 0.25), ('quality', s.quality_score, 0.20),
+                          ('reliability', s.reliability_score, 0.15), ('performance', s.performance_score, 0.10)) v(dim, score, w)
+             where score is not null and score < 100
+           ) x), '[]'),
+         case iot_private.health_status(s.overall)
+           when 'CRITICAL' then 'Stop and inspect now: schedule immediate maintenance.'
+           when 'POOR' then 'Plan maintenance within days; check the dimensions that cost the most points.'
+           when 'FAIR' then 'Watch closely; plan an inspection at the next planned stop.'
+           when 'GOOD' then 'Normal operation; keep the maintenance schedule.'
+           when 'EXCELLENT' then 'No action needed.'
+           else 'No data to score: check that sensors report and production runs are recorded.'
+         end,
+         jsonb_build_object('weightsUsed', s.weight_total, 'oee7d', s.oee, 'performance7d', s.performance,
+                            'cycleTime7dSeconds', s.ct7, 'cycleTimeBaselineSeconds', s.ct_base)
+  from scored s join history h on h.id = s.id
+$$;
+
+-- Stores scores at `at` for the given work centers (null = all active). A second run for the same
+-- instant writes nothing. Returns how many were stored.
+create or replace function iot_private.store_health_scores(work_center_ids uuid[], at timestamptz)
+  returns integer language plpgsql
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  stored integer;
+begin
+  perform iot_private.ensure_partitions('equipment_health_scores', at, at);
+  insert into iot_private.equipment_health_scores
+  select * from iot_private.compute_health_scores(
+    coalesce(work_center_ids, array(select id from iot.work_centers where is_active)), at)
+  on conflict do nothing;
+  get diagnostics stored = row_count;
+  return stored;
+end
+$$;
+
+create or replace function iot.calculate_equipment_health_score(work_center_id uuid, at timestamptz default now())
+  returns iot.equipment_health_scores
+  language plpgsql volatile security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  result iot.equipment_health_scores;
+begin
+  if not exists (select 1 from iot.work_centers w
+                 where w.id = calculate_equipment_health_score.work_center_id and w.tenant_id = any (iot.current_tenant_ids())) then
+    raise exception 'work center % not found', work_center_id using errcode = 'IOT04';
+  end if;
+  perform iot_private.store_health_scores(array[work_center_id], at);
+  perform iot_private.raise_predictive_alerts(array[work_center_id], at);
+  select * into result from iot.equipment_health_scores h
+   where h.work_center_id = calculate_equipment_health_score.work_center_id and h.calculated_at = at;
+  return result;
+end
+$$;
+comment on function iot.calculate_equipment_health_score(uuid, timestamptz) is
+  'Computes, stores and returns the health score of a work center at an instant (default now). Idempotent per instant.';
+
+-- Filtered history for the API (equipmentHealthScores).
+create or replace function iot.equipment_health_scores(
+  health_status text default null, work_center_id uuid default null, since timestamptz default null, until timestamptz default null)
+  returns setof iot.equipment_health_scores
+  language sql stable
+  set search_path = pg_catalog, pg_temp
+as $$
+  select h.* from iot.equipment_health_scores h
+  where (equipment_health_scores.health_status is null or h.health_status = equipment_health_scores.health_status)
+    and (equipment_health_scores.work_center_id is null or h.work_center_id = equipment_health_scores.work_center_id)
+    and (since is null or h.calculated_at >= since)
+    and (until is null or h.calculated_at <= until)
+  order by h.calculated_at desc
+$$;
+comment on function iot.equipment_health_scores(text, uuid, timestamptz, timestamptz) is
+  'Health scores, newest first, filtered by status, work center and date range.';
+
+do $$
+begin
+  create type iot.health_trend_point as (
+    work_center_id uuid, bucket timestamptz, avg_score numeric, min_score numeric, max_score numeric, samples integer
+  );
+exception when duplicate_object then null;
+end $$;
+
+create or replace function iot.equipment_health_trends(
+  bucket text default 'day', since timestamptz default now() - interval '30 days', until timestamptz default now(),
+  work_center_id uuid default null)
+  returns setof iot.health_trend_point
+  language plpgsql stable
+  set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if bucket not in ('hour', 'day', 'week', 'month') then
+    raise exception 'bucket must be hour, day, week or month, not %', bucket using errcode = 'IOT03';
+  end if;
+  perform iot.check_time_range(since, until, interval '3660 days');
+  return query
+    select h.work_center_id, date_trunc(bucket, h.calculated_at, 'UTC'), round(avg(h.overall_score), 2),
+           min(h.overall_score), max(h.overall_score), count(*)::integer
+    from iot.equipment_health_scores h
+    where h.calculated_at >= since and h.calculated_at <= until
+      and (equipment_health_trends.work_center_id is null or h.work_center_id = equipment_health_trends.work_center_id)
+    group by 1, 2 order by 1, 2;
+end
+$$;
+comment on function iot.equipment_health_trends(text, timestamptz, timestamptz, uuid) is
+  'Average, minimum and maximum health score per work center per hour, day, week or month (UTC).';
