@@ -2,6 +2,6 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 
-for (const bench of ['ingest']) {
+for (const bench of ['ingest', 'health']) {
   execFileSync(process.execPath, [join(__dirname, `${bench}.js`)], { stdio: 'inherit', env: process.env });
 }

@@ -200,6 +200,13 @@ create or replace function iot_private.tg_equipment_events__notify() returns tri
   set search_path = pg_catalog, pg_temp
 as $$
 begin
+  -- Threshold and anomaly events make the work center's health worth recomputing soon; the job
+  -- key coalesces a burst of events into one job per work center.
+  if new.event_type in ('SENSOR_OUT_OF_RANGE', 'ANOMALY_DETECTED') and to_regnamespace('graphile_worker') is not null then
+    perform graphile_worker.add_job('health__calculate_scores', json_build_object('workCenterId', new.work_center_id),
+                                    run_at := now() + interval '1 minute', job_key := 'health:' || new.work_center_id,
+                                    max_attempts := 3);
+  end if;
   perform pg_notify('iot_events:' || new.tenant_id, json_build_object(
     'id', new.id, 'time', new.time, 'tenantId', new.tenant_id, 'workCenterId', new.work_center_id,
     'deviceId', new.device_id, 'sensorType', new.sensor_type, 'eventType', new.event_type,

@@ -36,9 +36,9 @@ as $$
               when change >= -10 then 'DEGRADING' else 'RAPIDLY_DEGRADING' end
 $$;
 
--- Sensor health per channel, exact, mostly from the 1-minute rollups: a minute wholly inside the
--- range contributes 0, a minute wholly outside contributes exactly from its sums, and only the
--- minutes that straddle a bound are read from raw readings.
+-- Sensor health per channel, exact, from the rollups: an hour (or minute) wholly inside the range
+-- contributes 0 and one wholly outside contributes exactly from its sums; only hours that straddle
+-- a bound are read by the minute, and only minutes that straddle one are read from raw readings.
 create or replace function iot_private.channel_sensor_health(work_center_ids uuid[], at timestamptz)
   returns table (work_center_id uuid, device_id uuid, device_code text, sensor_type text, readings bigint,
                  avg_deviation double precision, max_deviation double precision, score numeric)
@@ -56,29 +56,95 @@ as $$
     join iot.sensor_types st on st.sensor_type = c.sensor_type
     where c.is_active and d.is_active and d.work_center_id = any (work_center_ids)
       and coalesce(c.normal_min, st.normal_min, c.normal_max, st.normal_max) is not null
-  ), buckets as (
-    select ch.*, b.bucket, b.reading_count as n,
+  ), hours as materialized (
+    -- Whole hours inside the window, from the 1-hour rollup: usually all a channel needs.
+    select b.device_id, b.sensor_type, b.bucket, b.reading_count as n,
            case when (ch.lo is null or b.value_min >= ch.lo) and (ch.hi is null or b.value_max <= ch.hi) then 0
                 when ch.hi is not null and b.value_min > ch.hi then b.value_sum - ch.hi * b.reading_count
                 when ch.lo is not null and b.value_max < ch.lo then ch.lo * b.reading_count - b.value_sum
            end as dev_sum
     from ch cross join win
+    join iot_private.sensor_readings_1h b
+      on b.device_id = ch.device_id and b.sensor_type = ch.sensor_type
+     and b.bucket >= win.lo and b.bucket + interval '1 hour' <= win.hi
+  ), minute_ranges as (
+    -- Minutes not covered by a clean or wholly-outside hour: the window's ragged ends and the
+    -- hours that straddle a bound.
+    select ch.device_id, ch.sensor_type, win.lo as from_time,
+           least(win.hi, date_bin('1 hour', win.lo - interval '1 microsecond', timestamptz '2000-01-01 00:00Z') + interval '1 hour') as to_time
+    from ch cross join win
+    union all
+    select ch.device_id, ch.sensor_type,
+           greatest(win.lo, date_bin('1 hour', win.hi, timestamptz '2000-01-01 00:00Z')), win.hi
+    from ch cross join win
+    union all
+    select h.device_id, h.sensor_type, h.bucket, h.bucket + interval '1 hour' from hours h where h.dev_sum is null
+  ), buckets as materialized (
+    select b.device_id, b.sensor_type, b.bucket, b.reading_count as n,
+           case when (ch.lo is null or b.value_min >= ch.lo) and (ch.hi is null or b.value_max <= ch.hi) then 0
+                when ch.hi is not null and b.value_min > ch.hi then b.value_sum - ch.hi * b.reading_count
+                when ch.lo is not null and b.value_max < ch.lo then ch.lo * b.reading_count - b.value_sum
+           end as dev_sum
+    from (select distinct * from minute_ranges where to_time > from_time) m
+    join ch on ch.device_id = m.device_id and ch.sensor_type = m.sensor_type
     join iot_private.sensor_readings_1m b
-      on b.device_id = ch.device_id and b.sensor_type = ch.sensor_type and b.bucket >= win.lo and b.bucket < win.hi
-  ), straddling as (
-    select s.device_id, s.sensor_type, s.bucket,
-           sum(case when s.lo is not null and r.value < s.lo then s.lo - r.value
-                    when s.hi is not null and r.value > s.hi then r.value - s.hi else 0 end) as dev_sum
+      on b.device_id = m.device_id and b.sensor_type = m.sensor_type and b.bucket >= m.from_time and b.bucket < m.to_time
+  ), parts as (
+    select device_id, sensor_type, n, dev_sum from hours where dev_sum is not null
+    union all
+    select device_id, sensor_type, n, dev_sum from buckets
+  ), whole_minutes as materialized (
+    select device_id, sensor_type, sum(n) as n, coalesce(sum(dev_sum), 0) as dev_sum
+    from parts group by 1, 2
+  ), straddling as materialized (
+    -- Materialized: estimates from the CTEs above are poor, and re-running this per channel is not.
+    select s.device_id, s.sensor_type,
+           sum(case when ch.lo is not null and r.value < ch.lo then ch.lo - r.value
+                    when ch.hi is not null and r.value > ch.hi then r.value - ch.hi else 0 end) as dev_sum
     from buckets s
+    join ch on ch.device_id = s.device_id and ch.sensor_type = s.sensor_type
     join iot_private.sensor_readings r
       on r.device_id = s.device_id and r.sensor_type = s.sensor_type and r.time >= s.bucket and r.time < s.bucket + interval '1 minute'
     where s.dev_sum is null
-    group by 1, 2, 3
+    group by 1, 2
   ), per_channel as (
-    select b.work_center_id, b.device_id, b.device_code, b.sensor_type, b.lo, b.hi, sum(b.n) as n,
-           sum(coalesce(b.dev_sum, s.dev_sum)) / sum(b.n) as avg_dev
-    from buckets b
-    left join straddling s using (device_id, sensor_type, bucket)
+    select ch.work_center_id, ch.device_id, ch.device_code, ch.sensor_type, ch.lo, ch.hi, w.n,
+           (w.dev_sum + coalesce(st.dev_sum, 0)) / w.n as avg_dev
+    from ch
+    join whole_minutes w using (device_id, sensor_type)
+    left join straddling st using (device_id, sensor_type)
+  )
+  select p.work_center_id, p.device_id, p.device_code, p.sensor_type, p.n, p.avg_dev, m.max_dev,
+         round(greatest(0, 100 - p.avg_dev / m.max_dev * 100)::numeric, 2)
+  from per_channel p
+  cross join lateral (select case when p.lo is not null and p.hi is not null then p.hi - p.lo
+                                  else coalesce(nullif(abs(coalesce(p.lo, p.hi)), 0), 1) end as max_dev) m
+$$;
+
+-- The same figures straight from raw readings: the reference the rollup path is tested and
+-- benchmarked against (npm run bench:health).
+create or replace function iot_private.channel_sensor_health_raw(work_center_ids uuid[], at timestamptz)
+  returns table (work_center_id uuid, device_id uuid, device_code text, sensor_type text, readings bigint,
+                 avg_deviation double precision, max_deviation double precision, score numeric)
+  language sql stable
+  set search_path = pg_catalog, pg_temp
+as $$
+  with ch as (
+    select d.work_center_id, d.id as device_id, d.device_code, c.sensor_type,
+           coalesce(c.normal_min, st.normal_min) as lo, coalesce(c.normal_max, st.normal_max) as hi
+    from iot.device_channels c
+    join iot.iot_devices d on d.id = c.device_id
+    join iot.sensor_types st on st.sensor_type = c.sensor_type
+    where c.is_active and d.is_active and d.work_center_id = any (work_center_ids)
+      and coalesce(c.normal_min, st.normal_min, c.normal_max, st.normal_max) is not null
+  ), per_channel as (
+    select ch.work_center_id, ch.device_id, ch.device_code, ch.sensor_type, ch.lo, ch.hi, count(*) as n,
+           avg(case when ch.lo is not null and r.value < ch.lo then ch.lo - r.value
+                    when ch.hi is not null and r.value > ch.hi then r.value - ch.hi else 0 end) as avg_dev
+    from ch
+    join iot_private.sensor_readings r on r.device_id = ch.device_id and r.sensor_type = ch.sensor_type
+     and r.time >= date_bin('1 minute', at, timestamptz '2000-01-01 00:00Z') - interval '24 hours'
+     and r.time < date_bin('1 minute', at, timestamptz '2000-01-01 00:00Z')
     group by 1, 2, 3, 4, 5, 6
   )
   select p.work_center_id, p.device_id, p.device_code, p.sensor_type, p.n, p.avg_dev, m.max_dev,

@@ -37,6 +37,10 @@ test('sensor health: exact average deviation against the normal range, from roll
   assert.ok(Math.abs(temp.avg_deviation - 1) < 1e-9, `avg deviation ${temp.avg_deviation}`); // 200 x 3 / 600
   assert.is(Number(temp.score), Number((100 - (1 / 15) * 100).toFixed(2)));
   assert.is(Number(rows.find((r) => r.sensor_type === 'vibration').score), 100);
+  const raw = (await db.pool.query(`select sensor_type, readings, avg_deviation, score from iot_private.channel_sensor_health_raw($1, $2) order by 1`,
+    [[plant.workCenterId], AT])).rows;
+  assert.equal(raw.map((r) => [r.sensor_type, r.readings, Number(r.score)]), rows.map((r) => [r.sensor_type, r.readings, Number(r.score)]),
+    'the rollup path gives the same figures as raw readings');
 });
 
 test('a dimension without data is left out and the weights renormalised', async () => {

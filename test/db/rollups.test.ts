@@ -110,6 +110,13 @@ test('graphile-worker runs the tasks (rollups, partitions, heartbeats, retention
     }
     await utils.release();
     await waitFor(async () => (await db.pool.query(`select count(*)::int as n from graphile_worker.jobs`)).rows[0].n === 0, 10_000, 'jobs to finish');
+    // Anomalies queue one health recalculation per work center (a burst coalesces on the job key).
+    for (let i = 0; i < 3; i++) {
+      await db.pool.query(`insert into iot_private.equipment_events (tenant_id, work_center_id, event_type, severity, message)
+        values ($1, $2, 'ANOMALY_DETECTED', 'MEDIUM', 'spike')`, [plant.tenantId, plant.workCenterId]);
+    }
+    const jobs = await db.pool.query(`select task_identifier, key from graphile_worker.jobs`);
+    assert.equal(jobs.rows.map((j) => [j.task_identifier, j.key]), [['health__calculate_scores', `health:${plant.workCenterId}`]]);
   } finally {
     await runner.stop();
   }

@@ -148,6 +148,27 @@ test('a subscription without a tenant claim is refused with a clear message', as
   assert.match(JSON.stringify(error), 'tenant_id');
 });
 
+test('health, OEE and maintenance fields carry the names dashboards use', async () => {
+  const r = await gql(`{ __schema { queryType { fields { name } } mutationType { fields { name } } } }`);
+  const names = new Set([...r.data.__schema.queryType.fields, ...r.data.__schema.mutationType.fields].map((f: any) => f.name));
+  for (const n of ['equipmentHealthScores', 'equipmentHealthTrends', 'predictiveMaintenanceAlerts', 'predictiveMaintenanceDashboard',
+    'calculateEquipmentHealthScore', 'acknowledgePredictiveMaintenanceAlert', 'resolvePredictiveMaintenanceAlert',
+    'productionSummary', 'oeeTrends', 'workCenterUtilization']) {
+    assert.ok(names.has(n), `missing ${n}`);
+  }
+  const calc = await gql(`mutation($w: UUID!) { calculateEquipmentHealthScore(input: { workCenterId: $w }) {
+      equipmentHealthScore { overallScore healthStatus sensorHealthScore riskFactors } } }`, { w: plant.workCenterId });
+  assert.not.ok(calc.errors, JSON.stringify(calc.errors));
+  assert.ok(calc.data.calculateEquipmentHealthScore.equipmentHealthScore.overallScore !== null);
+  const q = await gql(`{ equipmentHealthScores(first: 5) { nodes { overallScore calculatedAt } }
+      predictiveMaintenanceDashboard
+      workCenterUtilization(since: "2026-01-01T00:00:00Z", first: 10) { nodes { workCenterId status utilization } } }`);
+  assert.not.ok(q.errors, JSON.stringify(q.errors));
+  assert.is(q.data.equipmentHealthScores.nodes.length, 1);
+  assert.ok(Array.isArray(q.data.predictiveMaintenanceDashboard.equipment));
+  assert.is(q.data.workCenterUtilization.nodes[0].status, 'IDLE');
+});
+
 test('/healthz and /metrics answer', async () => {
   const h = await fetch(`${api.url}/healthz`);
   assert.is(h.status, 200);
