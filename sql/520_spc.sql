@@ -346,5 +346,21 @@ $$;
 comment on function iot_private.evaluate_spc() is
   'Applies Western Electric rules 1-4 to readings newer than each active control limit''s progress; raises iot.spc_alerts (one per violating run, none while an unacknowledged one of the same channel and rule is under an hour old). Returns the alerts raised.';
 
--- sql/900_grants.sql revokes function privileges from PUBLIC afterwards; a grant to a role stays.
-grant execute on function iot.compute_spc_control_limits(uuid, timestamptz, timestamptz) to iot_operator;
+-- Acknowledging an SPC alert ends the one-hour hold on new alerts of its channel and rule.
+create or replace function iot.acknowledge_spc_alert(alert_id uuid) returns iot.spc_alerts
+  language plpgsql volatile security definer
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  result iot.spc_alerts;
+begin
+  update iot.spc_alerts a set acknowledged_at = now(), acknowledged_by = iot.current_actor()
+   where a.id = alert_id and a.tenant_id = any (iot.current_tenant_ids()) and a.acknowledged_at is null;
+  select * into result from iot.spc_alerts a where a.id = alert_id and a.tenant_id = any (iot.current_tenant_ids());
+  if result.id is null then
+    raise exception 'SPC alert % not found', alert_id using errcode = 'IOT04';
+  end if;
+  return result;
+end
+$$;
+comment on function iot.acknowledge_spc_alert(uuid) is 'Marks an SPC alert acknowledged by the caller (the first acknowledgement is kept).';

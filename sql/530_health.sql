@@ -58,7 +58,7 @@ as $$
       and coalesce(c.normal_min, st.normal_min, c.normal_max, st.normal_max) is not null
   ), hours as materialized (
     -- Whole hours inside the window, from the 1-hour rollup: usually all a channel needs.
-    select b.device_id, b.sensor_type, b.bucket, b.reading_count as n,
+    select b.device_id, b.sensor_type, ch.lo, ch.hi, b.bucket, b.reading_count as n,
            case when (ch.lo is null or b.value_min >= ch.lo) and (ch.hi is null or b.value_max <= ch.hi) then 0
                 when ch.hi is not null and b.value_min > ch.hi then b.value_sum - ch.hi * b.reading_count
                 when ch.lo is not null and b.value_max < ch.lo then ch.lo * b.reading_count - b.value_sum
@@ -69,26 +69,31 @@ as $$
      and b.bucket >= win.lo and b.bucket + interval '1 hour' <= win.hi
   ), minute_ranges as (
     -- Minutes not covered by a clean or wholly-outside hour: the window's ragged ends and the
-    -- hours that straddle a bound.
-    select ch.device_id, ch.sensor_type, win.lo as from_time,
+    -- hours that straddle a bound. Each carries its channel's range, so no join back to ch is needed.
+    select ch.device_id, ch.sensor_type, ch.lo, ch.hi, win.lo as from_time,
            least(win.hi, date_bin('1 hour', win.lo - interval '1 microsecond', timestamptz '2000-01-01 00:00Z') + interval '1 hour') as to_time
     from ch cross join win
     union all
-    select ch.device_id, ch.sensor_type,
+    select ch.device_id, ch.sensor_type, ch.lo, ch.hi,
            greatest(win.lo, date_bin('1 hour', win.hi, timestamptz '2000-01-01 00:00Z')), win.hi
     from ch cross join win
     union all
-    select h.device_id, h.sensor_type, h.bucket, h.bucket + interval '1 hour' from hours h where h.dev_sum is null
+    select h.device_id, h.sensor_type, h.lo, h.hi, h.bucket, h.bucket + interval '1 hour' from hours h where h.dev_sum is null
   ), buckets as materialized (
-    select b.device_id, b.sensor_type, b.bucket, b.reading_count as n,
-           case when (ch.lo is null or b.value_min >= ch.lo) and (ch.hi is null or b.value_max <= ch.hi) then 0
-                when ch.hi is not null and b.value_min > ch.hi then b.value_sum - ch.hi * b.reading_count
-                when ch.lo is not null and b.value_max < ch.lo then ch.lo * b.reading_count - b.value_sum
+    select b.device_id, b.sensor_type, m.lo, m.hi, b.bucket, b.reading_count as n,
+           case when (m.lo is null or b.value_min >= m.lo) and (m.hi is null or b.value_max <= m.hi) then 0
+                when m.hi is not null and b.value_min > m.hi then b.value_sum - m.hi * b.reading_count
+                when m.lo is not null and b.value_max < m.lo then m.lo * b.reading_count - b.value_sum
            end as dev_sum
-    from (select distinct * from minute_ranges where to_time > from_time) m
-    join ch on ch.device_id = m.device_id and ch.sensor_type = m.sensor_type
+    -- Joined on (channel, hour) equality, so the plan is one hashed pass over the window's minutes;
+    -- range joins here gave nested loops (the CTE estimates are poor) that ran for minutes.
+    from (select distinct device_id, sensor_type, lo, hi, date_bin('1 hour', from_time, timestamptz '2000-01-01 00:00Z') as hour
+          from minute_ranges where to_time > from_time) m
+    cross join win
     join iot_private.sensor_readings_1m b
-      on b.device_id = m.device_id and b.sensor_type = m.sensor_type and b.bucket >= m.from_time and b.bucket < m.to_time
+      on b.device_id = m.device_id and b.sensor_type = m.sensor_type
+     and date_bin('1 hour', b.bucket, timestamptz '2000-01-01 00:00Z') = m.hour
+     and b.bucket >= win.lo and b.bucket < win.hi
   ), parts as (
     select device_id, sensor_type, n, dev_sum from hours where dev_sum is not null
     union all
@@ -99,10 +104,9 @@ as $$
   ), straddling as materialized (
     -- Materialized: estimates from the CTEs above are poor, and re-running this per channel is not.
     select s.device_id, s.sensor_type,
-           sum(case when ch.lo is not null and r.value < ch.lo then ch.lo - r.value
-                    when ch.hi is not null and r.value > ch.hi then r.value - ch.hi else 0 end) as dev_sum
+           sum(case when s.lo is not null and r.value < s.lo then s.lo - r.value
+                    when s.hi is not null and r.value > s.hi then r.value - s.hi else 0 end) as dev_sum
     from buckets s
-    join ch on ch.device_id = s.device_id and ch.sensor_type = s.sensor_type
     join iot_private.sensor_readings r
       on r.device_id = s.device_id and r.sensor_type = s.sensor_type and r.time >= s.bucket and r.time < s.bucket + interval '1 minute'
     where s.dev_sum is null

@@ -56,5 +56,7 @@ grant execute on function
   iot.acknowledge_predictive_maintenance_alert(uuid),
   iot.schedule_predictive_maintenance_alert(uuid, timestamptz),
   iot.start_predictive_maintenance_alert(uuid),
-  iot.resolve_predictive_maintenance_alert(uuid, boolean, timestamptz, text)
+  iot.resolve_predictive_maintenance_alert(uuid, boolean, timestamptz, text),
+  iot.compute_spc_control_limits(uuid, timestamptz, timestamptz),
+  iot.acknowledge_spc_alert(uuid)
   to iot_operator;
