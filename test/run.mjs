@@ -6,18 +6,34 @@
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { createRequire } from 'node:module';
+import { createServer } from 'node:net';
+import { rmSync } from 'node:fs';
 
 const require = createRequire(import.meta.url);
 const root = resolve(import.meta.dirname, '..');
 const env = { LOG_LEVEL: 'warn', ...process.env };
 let embedded;
 
+let dataDir;
 if (!env.TEST_DATABASE_URL) {
   require('tsx/cjs');
   const { startEmbeddedPostgres } = require('../src/lib/embedded/postgres.ts');
-  const port = Number(env.TEST_EMBEDDED_PG_PORT ?? 5456);
-  embedded = await startEmbeddedPostgres({ dataDir: resolve(root, '.data/test-postgres'), port, fast: true });
+  // A fresh server per run (initdb takes about a second), on a free port, so runs never collide.
+  const port = env.TEST_EMBEDDED_PG_PORT ? Number(env.TEST_EMBEDDED_PG_PORT) : await freePort();
+  dataDir = resolve(root, `.data/test-postgres-${process.pid}`);
+  embedded = await startEmbeddedPostgres({ dataDir, port, fast: true });
   env.TEST_DATABASE_URL = embedded.connectionString('postgres');
+}
+
+function freePort() {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.once('error', rej);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => res(port));
+    });
+  });
 }
 const where = env.TEST_DATABASE_URL.replace(/:[^:@/]*@/, ':***@');
 console.log(`[test] database ${where}${embedded ? ' (embedded)' : ''}; broker ${env.TEST_MQTT_URL ?? 'in-process aedes per suite'}`);
@@ -31,7 +47,10 @@ child.stdout.on('data', (d) => {
   process.stdout.write(d);
 });
 const code = await new Promise((r) => child.on('close', r));
-if (embedded) await embedded.stop();
+if (embedded) {
+  await embedded.stop();
+  rmSync(dataDir, { recursive: true, force: true });
+}
 const total = Number(/Total:\s+(\d+)/.exec(out)?.[1] ?? 0);
 const passed = Number(/Passed:\s+(\d+)/.exec(out)?.[1] ?? 0);
 const skipped = Number(/Skipped:\s+(\d+)/.exec(out)?.[1] ?? 0);
