@@ -73,6 +73,11 @@ create table if not exists iot_private.channel_event_state (
   excursion_side       text,
   anomalous            boolean not null default false,
   last_anomaly_at      timestamptz,
+  baseline_end         timestamptz,
+  baseline_window      interval,
+  baseline_count       double precision,
+  baseline_sum         double precision,
+  baseline_sum_sq      double precision,
   updated_at           timestamptz not null default now(),
   constraint channel_event_state_pkey primary key (device_id, sensor_type),
   -- State goes with its channel.
@@ -89,6 +94,8 @@ comment on column iot_private.channel_event_state.last_time is
   'Newest reading time events were computed from; older readings arriving later are ignored for events.';
 comment on column iot_private.channel_event_state.anomalous is
   'True while the newest reading is anomalous: an anomaly episode is open and raises no further event.';
+comment on column iot_private.channel_event_state.baseline_end is
+  'Cached anomaly baseline: count, sum and sum of squares of the rollup minutes [baseline_end - baseline_window, baseline_end).';
 comment on column iot_private.channel_event_state.out_of_range is
   'True from the reading that left the normal range until one back inside by the hysteresis margin.';
 
@@ -103,7 +110,7 @@ create or replace function iot_private.detect_batch_events() returns integer
   set search_path = pg_catalog, pg_temp
 as $$
 declare
-  -- Anomaly threshold in standard deviations (see the header for the definitions).
+  -- Anomaly threshold in standard deviations and minimum baseline (see the header).
   k constant double precision := 4;
   min_sample constant integer := 30;
   events jsonb;
@@ -121,230 +128,250 @@ begin
   order by e.device_id, e.sensor_type
   for update;
 
+  -- The plan is shaped for the planner's blindness about the temporary table: no join between two
+  -- CTEs (it would guess one row each and nest loops over both). Each channel's readings travel as
+  -- arrays on its channel row, and everything per reading happens in a lateral subquery per channel
+  -- or in window functions partitioned by channel.
   with recursive batch as (
-    select distinct on (r.device_id, r.sensor_type, r.time)
-           r.device_id, r.sensor_type, r.time, r.value, r.unit
-    from pg_temp.reading_staging r
-    join iot_private.channel_event_state e on e.device_id = r.device_id and e.sensor_type = r.sensor_type
-    where r.quality <> 'BAD' and (e.last_time is null or r.time > e.last_time)
-    order by r.device_id, r.sensor_type, r.time, r.ctid
-  ), ordered as (
-    select b.*,
-           b.time - lag(b.time, 1, e.last_time) over w as gap,
-           lag(b.time, 1, e.last_time) over w as prev_time,
-           lag(b.value, 1, e.last_value) over w as prev_value,
-           row_number() over w as seq,
-           count(*) over (partition by b.device_id, b.sensor_type) as n_new
-    from batch b
-    join iot_private.channel_event_state e on e.device_id = b.device_id and e.sensor_type = b.sensor_type
-    window w as (partition by b.device_id, b.sensor_type order by b.time)
+    select r.device_id, r.sensor_type, r.time, r.value, r.unit,
+           r.time - lag(r.time, 1, r.state_time) over (partition by r.device_id, r.sensor_type order by r.time) as gap
+    from (
+      select distinct on (r.device_id, r.sensor_type, r.time)
+             r.device_id, r.sensor_type, r.time, r.value, r.unit, e.last_time as state_time
+      from pg_temp.reading_staging r
+      join iot_private.channel_event_state e on e.device_id = r.device_id and e.sensor_type = r.sensor_type
+      where r.quality <> 'BAD' and (e.last_time is null or r.time > e.last_time)
+      order by r.device_id, r.sensor_type, r.time, r.ctid
+    ) r
   ), channels as materialized (
-    -- One row per channel of the batch: its range (with the hysteresis margins), state, device and
-    -- the baseline length W.
-    select o.device_id, o.sensor_type, o.first_time, o.last_time, o.last_value,
+    -- One row per channel of the batch: its readings (arrays in time order), range with the
+    -- hysteresis margins, state before the batch, device, and the baseline length W.
+    select g.device_id, g.sensor_type, g.times, g.vals, g.units,
            d.tenant_id, d.work_center_id, d.device_code,
            rg.lo, rg.hi,
            -- 5% as / 20, so that round figures stay exact (75 - 15 / 20 = 74.25).
            case when rg.lo is null then 0 when rg.hi is null then abs(rg.lo) / 20 else (rg.hi - rg.lo) / 20 end as lo_margin,
            case when rg.hi is null then 0 when rg.lo is null then abs(rg.hi) / 20 else (rg.hi - rg.lo) / 20 end as hi_margin,
            case when rg.lo is not null and rg.hi is not null then rg.hi - rg.lo else abs(coalesce(rg.hi, rg.lo)) end as severity_scale,
-           least(greatest(interval '60 minutes', 30 * o.median_gap), interval '24 hours') as win,
-           date_bin('1 minute', o.first_time, timestamptz '2000-01-01 00:00Z') as history_end,
-           e.out_of_range, e.excursion_started_at, e.excursion_side, e.anomalous, e.last_anomaly_at
+           w.win, w.history_end, w.short,
+           w.short and e.baseline_end = w.history_end and e.baseline_window = w.win as cached,
+           e.baseline_count, e.baseline_sum, e.baseline_sum_sq,
+           e.last_time as state_time, e.last_value as state_value, e.out_of_range, e.anomalous, e.last_anomaly_at
     from (
-      select o.device_id, o.sensor_type, min(o.time) as first_time, max(o.time) as last_time,
-             (array_agg(o.value order by o.time desc))[1] as last_value,
-             coalesce(percentile_disc(0.5) within group (order by o.gap), interval '0') as median_gap
-      from ordered o
-      group by o.device_id, o.sensor_type
-    ) o
-    join iot_private.channel_event_state e on e.device_id = o.device_id and e.sensor_type = o.sensor_type
-    join iot.device_channels c on c.device_id = o.device_id and c.sensor_type = o.sensor_type
+      select b.device_id, b.sensor_type,
+             array_agg(b.time order by b.time) as times, array_agg(b.value order by b.time) as vals,
+             array_agg(b.unit order by b.time) as units,
+             coalesce(percentile_disc(0.5) within group (order by b.gap), interval '0') as median_gap
+      from batch b
+      group by b.device_id, b.sensor_type
+    ) g
+    join iot_private.channel_event_state e on e.device_id = g.device_id and e.sensor_type = g.sensor_type
+    join iot.device_channels c on c.device_id = g.device_id and c.sensor_type = g.sensor_type
     join iot.sensor_types st on st.sensor_type = c.sensor_type
-    join iot.iot_devices d on d.id = o.device_id
+    join iot.iot_devices d on d.id = g.device_id
     cross join lateral (
       select case when coalesce(c.normal_min, st.normal_min) >= coalesce(c.normal_max, st.normal_max)
                   then c.normal_min else coalesce(c.normal_min, st.normal_min) end as lo,
              case when coalesce(c.normal_min, st.normal_min) >= coalesce(c.normal_max, st.normal_max)
                   then c.normal_max else coalesce(c.normal_max, st.normal_max) end as hi
     ) rg
-  ),
-
-  -- Thresholds: a latch per reading. "set" = outside [lo, hi], "reset" = back inside by the margin.
-  -- A reading is latched when its most recent set (up to and including it) is later than its most
-  -- recent reset; with neither in the batch so far, the state from earlier batches holds.
-  flagged as (
-    select o.device_id, o.sensor_type, o.time, o.value, o.unit, c.lo, c.hi, c.severity_scale,
-           (o.value < c.lo or o.value > c.hi) is true as is_out,
-           (c.lo is null or o.value >= c.lo + c.lo_margin) and (c.hi is null or o.value <= c.hi - c.hi_margin) as is_back
-    from ordered o
-    join channels c on c.device_id = o.device_id and c.sensor_type = o.sensor_type
-    where c.lo is not null or c.hi is not null
-  ), latched as (
-    select f.*,
-           max(f.time) filter (where f.is_out) over w as last_set,
-           max(f.time) filter (where f.is_back) over w as last_reset
-    from flagged f
-    window w as (partition by f.device_id, f.sensor_type order by f.time rows unbounded preceding)
-  ), latch as (
-    select l.*,
-           case when l.last_set is null and l.last_reset is null then c.out_of_range
-                else coalesce(l.last_set > l.last_reset, l.last_set is not null) end as latched,
-           c.out_of_range as latched_before_batch
-    from latched l
-    join channels c on c.device_id = l.device_id and c.sensor_type = l.sensor_type
-  ), transitions as (
-    select l.*,
-           l.latched and not coalesce(lag(l.latched) over w, l.latched_before_batch) as starts,
-           row_number() over (partition by l.device_id, l.sensor_type order by l.time desc) as from_last
-    from latch l
-    window w as (partition by l.device_id, l.sensor_type order by l.time)
-  ), excursions as (
-    select t.device_id, t.sensor_type, t.time, t.value, t.unit, t.lo, t.hi,
-           case when t.value > t.hi then 'above' else 'below' end as side,
-           case when t.value > t.hi then t.value - t.hi else t.lo - t.value end as excess,
-           t.severity_scale
-    from transitions t
-    where t.starts
-  ), threshold_end as (
-    -- Latch after each channel's last reading, and when its open excursion (if any) started.
-    select t.device_id, t.sensor_type, t.latched,
-           (select max(x.time) from excursions x where x.device_id = t.device_id and x.sensor_type = t.sensor_type) as started_at,
-           (select x.side from excursions x where x.device_id = t.device_id and x.sensor_type = t.sensor_type
-            order by x.time desc limit 1) as side
-    from transitions t
-    where t.from_last = 1
-  ),
-
-  -- Anomalies: the baseline of each reading over the union of whole-minute rollup buckets before
-  -- the batch and the batch's own readings, in one window pass. The frame is "the previous W": the
-  -- ordering key is time in units of the channel's W, so RANGE 1 PRECEDING is [t - W, t]. The key
-  -- is numeric, so t - W lands exactly on 1 preceding (a double could drop the oldest reading).
-  history as (
-    select c.device_id, c.sensor_type, h.bucket as time, h.reading_count::double precision as n,
-           h.value_sum as s, h.value_sum_sq as s2
+    cross join lateral (
+      select least(greatest(interval '60 minutes', 30 * g.median_gap), interval '24 hours') as win,
+             date_bin('1 minute', g.times[1], timestamptz '2000-01-01 00:00Z') as history_end,
+             g.times[cardinality(g.times)] - g.times[1] < interval '1 minute' as short
+    ) w
+  ), scored as (
+    -- Per reading: the baseline over [t - W, t), then z, step and the threshold flags ("set" =
+    -- outside [lo, hi]; "reset" = back inside by the margin).
+    -- The whole minutes before the batch come from the 1-minute rollups: bucket by bucket when the
+    -- channel's readings in the batch span a minute or more (backfills, slow channels), so each
+    -- reading's frame drops the buckets older than its t - W; as one sum when they span less (live
+    -- traffic: every reading's frame then starts at the minute holding its t - W, up to a minute
+    -- early), and that sum is kept in the state row and read from the rollups again only when the batch
+    -- starts in a new minute, so most batches do not touch the rollups at all.
+    -- The frame sums are differences of running sums (frames that start at UNBOUNDED PRECEDING
+    -- accumulate in one pass; float sums have no inverse, so a sliding frame would re-add every row).
+    select c.device_id, c.sensor_type, c.tenant_id, c.work_center_id, c.device_code, c.lo, c.hi,
+           c.lo_margin, c.hi_margin, c.severity_scale, c.win, c.out_of_range, c.anomalous as anomalous_before,
+           c.last_anomaly_at, c.short, c.history_end, hist.n as history_count, hist.s as history_sum, hist.s2 as history_sum_sq,
+           x.time, x.value, c.units[x.seq] as unit, x.base_n, m.mean, sd.sd, sd.sigma, z.z, z.step_z,
+           p.prev_value,
+           coalesce(x.base_n >= min_sample and (abs(z.z) > k or z.step_z > k), false) as anomalous,
+           (x.value < c.lo or x.value > c.hi) is true as is_out,
+           (c.lo is null or x.value >= c.lo + c.lo_margin) and (c.hi is null or x.value <= c.hi - c.hi_margin) as is_back
     from channels c
     cross join lateral (
-      select v.bucket, v.reading_count, v.value_sum, v.value_sum_sq
-      from iot_private.sensor_readings_1m v
-      where v.device_id = c.device_id and v.sensor_type = c.sensor_type
-        and v.bucket >= c.history_end - c.win and v.bucket < c.history_end
-      offset 0 -- keeps the subquery apart, so the channel's keys reach the view's index scans
-    ) h
-  ), series as (
-    select h.device_id, h.sensor_type, h.time, h.n, h.s, h.s2, false as is_reading,
-           null::double precision as value, null::text as unit, null::timestamptz as prev_time, null::double precision as prev_value
-    from history h
-    union all
-    select o.device_id, o.sensor_type, o.time, 1, o.value, o.value * o.value, true,
-           o.value, o.unit, o.prev_time, o.prev_value
-    from ordered o
-  ), baseline as (
-    select sr.*, c.win, c.lo, c.hi,
-           sum(sr.n) over w as base_n, sum(sr.s) over w as base_s, sum(sr.s2) over w as base_s2
-    from series sr
-    join channels c on c.device_id = sr.device_id and c.sensor_type = sr.sensor_type
-    window w as (partition by sr.device_id, sr.sensor_type
-                 order by extract(epoch from sr.time) / extract(epoch from c.win)
-                 range between 1 preceding and current row exclude current row)
-  ), scored as (
-    select b.device_id, b.sensor_type, b.time, b.value, b.unit, b.win, b.base_n, m.mean, sd.sd, sd.sigma, z.z, z.step_z,
-           case when b.prev_time >= b.time - b.win then b.prev_value end as prev_value,
-           coalesce(b.base_n >= min_sample and (abs(z.z) > k or z.step_z > k), false) as anomalous
-    from baseline b
-    cross join lateral (select b.base_s / nullif(b.base_n, 0) as mean) m
+      -- Short batches: the whole minutes [history_end - W, history_end) as one sum.
+      select case when c.cached then c.baseline_count else f.n end as n,
+             case when c.cached then c.baseline_sum else f.s end as s,
+             case when c.cached then c.baseline_sum_sq else f.s2 end as s2
+      from (
+        select sum(v.reading_count)::double precision as n, sum(v.value_sum) as s, sum(v.value_sum_sq) as s2
+        from (
+          select v.reading_count, v.value_sum, v.value_sum_sq
+          from iot_private.sensor_readings_1m v
+          where c.short and not c.cached
+            and v.device_id = c.device_id and v.sensor_type = c.sensor_type
+            and v.bucket >= c.history_end - c.win and v.bucket < c.history_end
+          offset 0 -- keeps the subquery apart, so the channel's keys reach the view's index scans
+        ) v
+      ) f
+    ) hist
     cross join lateral (
-      select s.sd, greatest(s.sd, 0.01 * abs(m.mean), 0.01 * (b.hi - b.lo), 1e-9) as sigma
-      from (select sqrt(greatest(b.base_s2 - b.base_s * m.mean, 0) / nullif(b.base_n - 1, 0)) as sd) s
+      select w.time, w.value, w.seq,
+             w.a_n - 1 - coalesce(w.b_n, 0) as base_n,
+             w.a_s - w.value - coalesce(w.b_s, 0) as base_s,
+             w.a_s2 - w.value * w.value - coalesce(w.b_s2, 0) as base_s2
+      from (
+        select s.time, s.value, s.seq,
+               sum(s.n) over upto as a_n, sum(s.s) over upto as a_s, sum(s.s2) over upto as a_s2,
+               sum(s.n) over older as b_n, sum(s.s) over older as b_s, sum(s.s2) over older as b_s2
+        from (
+          select v.bucket as time, null::double precision as value, null::bigint as seq,
+                 v.reading_count::double precision as n, v.value_sum as s, v.value_sum_sq as s2
+          from (
+            select v.bucket, v.reading_count, v.value_sum, v.value_sum_sq
+            from iot_private.sensor_readings_1m v
+            where not c.short
+              and v.device_id = c.device_id and v.sensor_type = c.sensor_type
+              and v.bucket >= c.history_end - c.win and v.bucket < c.history_end
+            offset 0
+          ) v
+          union all
+          select c.history_end - interval '1 minute', null, null, hist.n, hist.s, hist.s2
+          where c.short and hist.n > 0
+          union all
+          select u.time, u.value, u.seq, 1, u.value, u.value * u.value
+          from unnest(c.times, c.vals) with ordinality as u(time, value, seq)
+        ) s
+        window upto as (order by s.time range between unbounded preceding and current row),
+               older as (order by s.time range between unbounded preceding and c.win + interval '1 microsecond' preceding)
+      ) w
+      where w.seq is not null
+    ) x
+    cross join lateral (
+      select case when x.seq > 1 then c.times[x.seq - 1] else c.state_time end as prev_time,
+             case when x.seq > 1 then c.vals[x.seq - 1] else c.state_value end as prev_value_any
+    ) p0
+    cross join lateral (
+      select case when p0.prev_time >= x.time - c.win then p0.prev_value_any end as prev_value
+    ) p
+    cross join lateral (select x.base_s / nullif(x.base_n, 0) as mean) m
+    cross join lateral (
+      select q.sd, greatest(q.sd, 0.01 * abs(m.mean), 0.01 * (c.hi - c.lo), 1e-9) as sigma
+      from (select sqrt(greatest(x.base_s2 - x.base_s * m.mean, 0) / nullif(x.base_n - 1, 0)) as sd) q
     ) sd
     cross join lateral (
-      select (b.value - m.mean) / sd.sigma as z,
-             case when b.prev_time >= b.time - b.win then abs(b.value - b.prev_value) / (sqrt(2) * sd.sigma) end as step_z
+      select (x.value - m.mean) / sd.sigma as z,
+             abs(x.value - p.prev_value) / (sqrt(2) * sd.sigma) as step_z
     ) z
-    where b.is_reading
-  ), episodes as (
-    -- An anomaly episode starts at an anomalous reading whose predecessor was not anomalous; the
-    -- readings that follow while the deviation lasts belong to the same episode and raise nothing.
+  ), latched as (
+    -- Threshold latch: the most recent set and reset up to each reading; anomaly episodes.
     select s.*,
-           s.anomalous and not coalesce(lag(s.anomalous) over w, c.anomalous) as starts,
-           row_number() over (partition by s.device_id, s.sensor_type order by s.time desc) as from_last
+           max(s.time) filter (where s.is_out) over w as last_set,
+           max(s.time) filter (where s.is_back) over w as last_reset,
+           s.anomalous and not coalesce(lag(s.anomalous) over w, s.anomalous_before) as episode_starts
     from scored s
-    join channels c on c.device_id = s.device_id and c.sensor_type = s.sensor_type
-    window w as (partition by s.device_id, s.sensor_type order by s.time)
-  ), candidates as (
-    select e.*, greatest(abs(e.z), coalesce(e.step_z, 0)) as score
-    from episodes e
-    where e.starts
-  ), chain as (
-    -- Rate limit: the earliest candidate at least 5 minutes after the last event, then the next at
-    -- least 5 minutes after that one, and so on (few steps: candidates are rare).
-    select c.device_id, c.sensor_type, min(x.time) as time
-    from channels c
-    join candidates x on x.device_id = c.device_id and x.sensor_type = c.sensor_type
-    where c.last_anomaly_at is null or x.time >= c.last_anomaly_at + interval '5 minutes'
-    group by c.device_id, c.sensor_type
-    union all
-    select ch.device_id, ch.sensor_type,
-           (select min(x.time) from candidates x
-            where x.device_id = ch.device_id and x.sensor_type = ch.sensor_type and x.time >= ch.time + interval '5 minutes')
-    from chain ch
-    where ch.time is not null
-  ), anomalies as (
-    select x.*
-    from chain ch
-    join candidates x on x.device_id = ch.device_id and x.sensor_type = ch.sensor_type and x.time = ch.time
-  ),
-
-  -- The events, and the state after the batch.
-  new_events as (
-    select c.tenant_id, c.work_center_id, c.device_id, c.sensor_type, x.time,
-           'SENSOR_OUT_OF_RANGE' as event_type,
-           case when x.excess * 5 > x.severity_scale then 'HIGH' else 'MEDIUM' end as severity,
-           format('%s %s %s %s on device %s', c.sensor_type, iot_private.event_number(x.value), x.unit,
-                  case when x.lo is not null and x.hi is not null
-                       then format('%s normal range %s–%s', x.side, iot_private.event_number(x.lo), iot_private.event_number(x.hi))
-                       when x.side = 'above' then format('above normal maximum %s', iot_private.event_number(x.hi))
-                       else format('below normal minimum %s', iot_private.event_number(x.lo)) end,
-                  c.device_code) as message,
-           jsonb_build_object('value', x.value, 'normalMin', x.lo, 'normalMax', x.hi, 'side', x.side,
-                              'hysteresisMargin', case when x.side = 'above' then c.hi_margin else c.lo_margin end) as details
-    from excursions x
-    join channels c on c.device_id = x.device_id and c.sensor_type = x.sensor_type
-    union all
-    select c.tenant_id, c.work_center_id, c.device_id, c.sensor_type, a.time,
-           'ANOMALY_DETECTED',
-           case when a.score > 2 * k then 'HIGH' else 'MEDIUM' end,
-           case when abs(a.z) > k
-                then format('%s %s %s on device %s is %s standard deviations %s the mean %s of the previous %s min (%s readings)',
-                            c.sensor_type, iot_private.event_number(a.value), a.unit, c.device_code,
-                            iot_private.event_number(abs(a.z)), case when a.z > 0 then 'above' else 'below' end,
-                            iot_private.event_number(a.mean), extract(epoch from a.win)::bigint / 60, a.base_n)
-                else format('%s on device %s jumped from %s to %s %s (%s standard deviations of the previous %s min)',
-                            c.sensor_type, c.device_code, iot_private.event_number(a.prev_value),
-                            iot_private.event_number(a.value), a.unit, iot_private.event_number(a.step_z * sqrt(2)),
-                            extract(epoch from a.win)::bigint / 60) end,
-           jsonb_build_object('value', a.value, 'mean', a.mean, 'stddev', a.sd, 'sigma', a.sigma, 'zScore', a.z,
-                              'previousValue', a.prev_value, 'stepScore', a.step_z, 'readings', a.base_n,
-                              'windowMinutes', (extract(epoch from a.win) / 60)::double precision, 'k', k)
-    from anomalies a
-    join channels c on c.device_id = a.device_id and c.sensor_type = a.sensor_type
+    window w as (partition by s.device_id, s.sensor_type order by s.time rows unbounded preceding)
+  ), latch as (
+    -- A reading is latched when its most recent set is later than its most recent reset; with
+    -- neither in the batch so far, the state from earlier batches holds. No range, no latch.
+    select l.*,
+           case when l.lo is null and l.hi is null then false
+                when l.last_set is null and l.last_reset is null then l.out_of_range
+                else coalesce(l.last_set > l.last_reset, l.last_set is not null) end as latched
+    from latched l
+  ), transitions as (
+    select l.*,
+           l.latched and not coalesce(lag(l.latched) over (partition by l.device_id, l.sensor_type order by l.time), l.out_of_range) as starts,
+           case when l.value > l.hi then 'above' else 'below' end as side
+    from latch l
+  ), final as (
+    -- The channel's state after the batch.
+    select t.device_id, t.sensor_type,
+           max(t.time) as last_time,
+           (array_agg(t.value order by t.time desc))[1] as last_value,
+           (array_agg(t.latched order by t.time desc))[1] as latched,
+           max(t.time) filter (where t.starts) as started_at,
+           (array_agg(t.side order by t.time desc) filter (where t.starts))[1] as side,
+           (array_agg(t.anomalous order by t.time desc))[1] as anomalous,
+           bool_and(t.short) as short, max(t.history_end) as history_end, max(t.win) as win,
+           max(t.history_count) as history_count, max(t.history_sum) as history_sum, max(t.history_sum_sq) as history_sum_sq
+    from transitions t
+    group by t.device_id, t.sensor_type
   ), saved as (
     update iot_private.channel_event_state e
-       set last_time = c.last_time,
-           last_value = c.last_value,
-           out_of_range = coalesce(t.latched, false),
-           excursion_started_at = case when t.latched then coalesce(t.started_at, c.excursion_started_at) end,
-           excursion_side = case when t.latched then coalesce(t.side, c.excursion_side) end,
-           anomalous = coalesce((select x.anomalous from episodes x
-                                 where x.device_id = c.device_id and x.sensor_type = c.sensor_type and x.from_last = 1), false),
-           last_anomaly_at = coalesce((select max(a.time) from anomalies a
-                                       where a.device_id = c.device_id and a.sensor_type = c.sensor_type), c.last_anomaly_at),
+       set last_time = f.last_time,
+           last_value = f.last_value,
+           out_of_range = f.latched,
+           excursion_started_at = case when f.latched then coalesce(f.started_at, e.excursion_started_at) end,
+           excursion_side = case when f.latched then coalesce(f.side, e.excursion_side) end,
+           anomalous = f.anomalous,
+           baseline_end = case when f.short then f.history_end else e.baseline_end end,
+           baseline_window = case when f.short then f.win else e.baseline_window end,
+           baseline_count = case when f.short then f.history_count else e.baseline_count end,
+           baseline_sum = case when f.short then f.history_sum else e.baseline_sum end,
+           baseline_sum_sq = case when f.short then f.history_sum_sq else e.baseline_sum_sq end,
            updated_at = now()
-      from channels c
-      left join threshold_end t on t.device_id = c.device_id and t.sensor_type = c.sensor_type
-     where e.device_id = c.device_id and e.sensor_type = c.sensor_type
+      from final f
+     where e.device_id = f.device_id and e.sensor_type = f.sensor_type
+  ), excursion_events as (
+    select jsonb_build_object(
+             'time', t.time, 'tenant_id', t.tenant_id, 'work_center_id', t.work_center_id, 'device_id', t.device_id,
+             'sensor_type', t.sensor_type, 'event_type', 'SENSOR_OUT_OF_RANGE',
+             'severity', case when t.excess * 5 > t.severity_scale then 'HIGH' else 'MEDIUM' end,
+             'message', format('%s %s %s %s on device %s', t.sensor_type, iot_private.event_number(t.value), t.unit,
+                          case when t.lo is not null and t.hi is not null
+                               then format('%s normal range %s–%s', t.side, iot_private.event_number(t.lo), iot_private.event_number(t.hi))
+                               when t.side = 'above' then format('above normal maximum %s', iot_private.event_number(t.hi))
+                               else format('below normal minimum %s', iot_private.event_number(t.lo)) end,
+                          t.device_code),
+             'details', jsonb_build_object('value', t.value, 'normalMin', t.lo, 'normalMax', t.hi, 'side', t.side,
+                          'hysteresisMargin', case when t.side = 'above' then t.hi_margin else t.lo_margin end)) as event
+    from (select t.*, case when t.side = 'above' then t.value - t.hi else t.lo - t.value end as excess
+          from transitions t where t.starts) t
+  ), candidates as (
+    -- Anomaly episode starts per channel, in time order, each with its event ready.
+    select t.device_id, t.sensor_type, t.last_anomaly_at,
+           array_agg(t.time order by t.time) as times,
+           jsonb_agg(jsonb_build_object(
+             'time', t.time, 'tenant_id', t.tenant_id, 'work_center_id', t.work_center_id, 'device_id', t.device_id,
+             'sensor_type', t.sensor_type, 'event_type', 'ANOMALY_DETECTED',
+             'severity', case when t.score > 2 * k then 'HIGH' else 'MEDIUM' end,
+             'message', case when abs(t.z) > k
+                  then format('%s %s %s on device %s is %s standard deviations %s the mean %s of the previous %s min (%s readings)',
+                              t.sensor_type, iot_private.event_number(t.value), t.unit, t.device_code,
+                              iot_private.event_number(abs(t.z)), case when t.z > 0 then 'above' else 'below' end,
+                              iot_private.event_number(t.mean), extract(epoch from t.win)::bigint / 60, t.base_n)
+                  else format('%s on device %s jumped from %s to %s %s (%s standard deviations of the previous %s min)',
+                              t.sensor_type, t.device_code, iot_private.event_number(t.prev_value),
+                              iot_private.event_number(t.value), t.unit, iot_private.event_number(t.step_z * sqrt(2)),
+                              extract(epoch from t.win)::bigint / 60) end,
+             'details', jsonb_build_object('value', t.value, 'mean', t.mean, 'stddev', t.sd, 'sigma', t.sigma, 'zScore', t.z,
+                          'previousValue', t.prev_value, 'stepScore', t.step_z, 'readings', t.base_n,
+                          'windowMinutes', extract(epoch from t.win)::double precision / 60, 'k', k))
+             order by t.time) as events
+    from (select l.*, greatest(abs(l.z), coalesce(l.step_z, 0)) as score from latched l where l.episode_starts) t
+    group by t.device_id, t.sensor_type, t.last_anomaly_at
+  ), chain as (
+    -- Rate limit: the earliest start at least 5 minutes after the last event, then the next at
+    -- least 5 minutes after that one, and so on; i indexes the channel's arrays.
+    select c.times, c.events,
+           (select min(i) from generate_subscripts(c.times, 1) i
+            where c.last_anomaly_at is null or c.times[i] >= c.last_anomaly_at + interval '5 minutes') as i
+    from candidates c
+    union all
+    select ch.times, ch.events,
+           (select min(j) from generate_subscripts(ch.times, 1) j where ch.times[j] >= ch.times[ch.i] + interval '5 minutes')
+    from chain ch
+    where ch.i is not null
   )
-  select jsonb_agg(to_jsonb(ne) order by ne.time) into events from new_events ne;
+  select jsonb_agg(ev.event order by ev.event ->> 'time') into events
+  from (
+    select x.event from excursion_events x
+    union all
+    select ch.events -> (ch.i::integer - 1) from chain ch where ch.i is not null
+  ) ev;
 
   if events is null then
     return 0;
@@ -359,6 +386,14 @@ begin
   from jsonb_to_recordset(events) as x(time timestamptz, tenant_id uuid, work_center_id uuid, device_id uuid, sensor_type text,
                                        event_type text, severity text, message text, details jsonb);
   get diagnostics raised = row_count;
+  -- The rate limit's memory (from the events, which are few: a join the planner gets right).
+  update iot_private.channel_event_state e
+     set last_anomaly_at = a.last_at
+    from (select x.device_id, x.sensor_type, max(x.time) as last_at
+          from jsonb_to_recordset(events) as x(time timestamptz, device_id uuid, sensor_type text, event_type text)
+          where x.event_type = 'ANOMALY_DETECTED'
+          group by x.device_id, x.sensor_type) a
+   where e.device_id = a.device_id and e.sensor_type = a.sensor_type;
   return raised;
 end
 $$;
