@@ -25,6 +25,7 @@ create or replace function iot_private.ingest_staged_readings(
   out inserted bigint, out duplicates bigint, out rejected bigint)
   language plpgsql
   set search_path = pg_catalog, pg_temp
+  set jit = off  -- compiling these plans costs more than running them, every batch
 as $$
 declare
   lo timestamptz;
@@ -77,10 +78,15 @@ begin
   ), per_device as (
     select tenant_id, device_id, count(*) as n, min(time) as first_time, max(time) as last_time
     from ins group by tenant_id, device_id
+  ), locked as (
+    -- Lock devices in id order so parallel sink writers never deadlock on heartbeats.
+    select d.id from iot.iot_devices d
+    where d.id in (select device_id from per_device) and d.last_heartbeat is distinct from now()
+    order by d.id
+    for no key update
   ), heartbeat as (
     update iot.iot_devices d set last_heartbeat = now()
-    from per_device p
-    where d.id = p.device_id and d.last_heartbeat is distinct from now()
+    from locked l where d.id = l.id
   )
   -- One NOTIFY per tenant per batch (pg_notify is volatile, so the planner keeps it).
   select coalesce(sum(t.n), 0) into inserted

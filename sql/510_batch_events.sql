@@ -36,12 +36,16 @@
 --         every 5 minutes gets 150 minutes) and capped at 24 hours; the sampling interval is the
 --         median gap between the batch's readings of the channel (the first gap counted from
 --         state.last_time); a lone first reading gets 60 minutes.
---   It is taken from the 1-minute rollups (iot_private.sensor_readings_1m, every tier) for whole
+--   It is taken from the 1-minute rollups (iot_private.sensor_readings_1m, every tier) for the whole
 --   minutes before the minute of the channel's first reading in the batch, and from the batch's own
 --   earlier readings after that (readings of that minute stored by earlier batches are left out).
---   Results do not depend on how readings are cut into batches, except that on tiers 2-3 readings
---   older than the rollup watermark reach the rollup view only at the next refresh, so a backfill's
---   baseline holds its own batch and what was rolled up before.
+--   When the channel's readings in the batch span less than a minute (live traffic), the rollup
+--   part is the minutes [minute - W, minute) for each of them (so up to a minute more than W), and
+--   it is cached in the state row: the rollups are read once per channel per minute, not per batch.
+--   Otherwise (backfills, slow channels) each reading's frame is exactly [t - W, t). How readings are
+--   cut into batches does not change the events (NAB gives the same with batches of 1, 3 or 288),
+--   except that on tiers 2-3 readings older than the rollup watermark reach the rollup view only at
+--   the next refresh, so a backfill's baseline holds its own batch and what was rolled up before.
 --   With n readings, mean m and sample standard deviation s in the baseline:
 --     sigma = greatest(s, 1% of |m|, 1% of the normal range width when the range has both ends, 1e-9)
 --             (the floor keeps a flat-lining or quantised signal from firing on its last digit),
@@ -105,9 +109,15 @@ create or replace function iot_private.event_number(v double precision) returns 
   set search_path = pg_catalog, pg_temp
 as $$ select trim_scale(round(v::numeric, 3))::text $$;
 
+-- jit off: the statement's estimated cost easily passes jit_above_cost, and compiling it took from
+-- 0.1 s to over 2 s per batch, for a query that runs in tens of milliseconds.
+-- plan_cache_mode: the batch's size is known only when the statement is planned (the staging table
+-- has no statistics; the planner reads its size), so each batch gets a plan for its own size.
 create or replace function iot_private.detect_batch_events() returns integer
   language plpgsql
   set search_path = pg_catalog, pg_temp
+  set jit = off
+  set plan_cache_mode = force_custom_plan
 as $$
 declare
   -- Anomaly threshold in standard deviations and minimum baseline (see the header).
@@ -130,8 +140,8 @@ begin
 
   -- The plan is shaped for the planner's blindness about the temporary table: no join between two
   -- CTEs (it would guess one row each and nest loops over both). Each channel's readings travel as
-  -- arrays on its channel row, and everything per reading happens in a lateral subquery per channel
-  -- or in window functions partitioned by channel.
+  -- arrays on its channel row, and everything per reading happens in one lateral subquery per
+  -- channel, whose narrow rows are already in time order for its window passes.
   with recursive batch as (
     select r.device_id, r.sensor_type, r.time, r.value, r.unit,
            r.time - lag(r.time, 1, r.state_time) over (partition by r.device_id, r.sensor_type order by r.time) as gap
@@ -139,7 +149,12 @@ begin
       select distinct on (r.device_id, r.sensor_type, r.time)
              r.device_id, r.sensor_type, r.time, r.value, r.unit, e.last_time as state_time
       from pg_temp.reading_staging r
-      join iot_private.channel_event_state e on e.device_id = r.device_id and e.sensor_type = r.sensor_type
+      -- Index lookups whatever the statistics say (offset 0 keeps the planner from turning this
+      -- into a join it may nest the wrong way round when the state table was analyzed empty).
+      cross join lateral (
+        select e.last_time from iot_private.channel_event_state e
+        where e.device_id = r.device_id and e.sensor_type = r.sensor_type offset 0
+      ) e
       where r.quality <> 'BAD' and (e.last_time is null or r.time > e.last_time)
       order by r.device_id, r.sensor_type, r.time, r.ctid
     ) r
@@ -165,7 +180,10 @@ begin
       from batch b
       group by b.device_id, b.sensor_type
     ) g
-    join iot_private.channel_event_state e on e.device_id = g.device_id and e.sensor_type = g.sensor_type
+    cross join lateral (
+      select e.* from iot_private.channel_event_state e
+      where e.device_id = g.device_id and e.sensor_type = g.sensor_type offset 0
+    ) e
     join iot.device_channels c on c.device_id = g.device_id and c.sensor_type = g.sensor_type
     join iot.sensor_types st on st.sensor_type = c.sensor_type
     join iot.iot_devices d on d.id = g.device_id
@@ -180,25 +198,27 @@ begin
              date_bin('1 minute', g.times[1], timestamptz '2000-01-01 00:00Z') as history_end,
              g.times[cardinality(g.times)] - g.times[1] < interval '1 minute' as short
     ) w
-  ), scored as (
-    -- Per reading: the baseline over [t - W, t), then z, step and the threshold flags ("set" =
-    -- outside [lo, hi]; "reset" = back inside by the margin).
-    -- The whole minutes before the batch come from the 1-minute rollups: bucket by bucket when the
-    -- channel's readings in the batch span a minute or more (backfills, slow channels), so each
-    -- reading's frame drops the buckets older than its t - W; as one sum when they span less (live
-    -- traffic: every reading's frame then starts at the minute holding its t - W, up to a minute
-    -- early), and that sum is kept in the state row and read from the rollups again only when the batch
-    -- starts in a new minute, so most batches do not touch the rollups at all.
-    -- The frame sums are differences of running sums (frames that start at UNBOUNDED PRECEDING
-    -- accumulate in one pass; float sums have no inverse, so a sliding frame would re-add every row).
+  ), readings as (
+    -- Per reading, all within one lateral subquery per channel (its rows are in time order and
+    -- narrow there, so the window passes below need no sort of wide rows):
+    --  1. the baseline over [t - W, t). The whole minutes before the batch come from the 1-minute
+    --     rollups: bucket by bucket when the channel's readings in the batch span a minute or more
+    --     (backfills, slow channels), so each reading's frame drops the buckets older than its
+    --     t - W; as one sum when they span less (live traffic: each frame then starts at the minute
+    --     holding its t - W, up to a minute early), and that sum is kept in the state row and read
+    --     from the rollups again only when the batch starts in a new minute, so most batches do not
+    --     touch the rollups. Frame sums are differences of running sums (a frame starting at
+    --     UNBOUNDED PRECEDING accumulates in one pass; float sums have no inverse, so a sliding
+    --     frame would re-add every row);
+    --  2. z, step, anomalous; threshold "set" (outside [lo, hi]) and "reset" (back inside by the margin);
+    --  3. the latch: a reading is latched when its most recent set is later than its most recent
+    --     reset; with neither in the batch so far, the state from earlier batches holds; and anomaly
+    --     episodes (an anomalous reading after a non-anomalous one starts one);
+    --  4. excursion starts (latched after not latched), and what the state keeps after the last reading.
     select c.device_id, c.sensor_type, c.tenant_id, c.work_center_id, c.device_code, c.lo, c.hi,
-           c.lo_margin, c.hi_margin, c.severity_scale, c.win, c.out_of_range, c.anomalous as anomalous_before,
-           c.last_anomaly_at, c.short, c.history_end, hist.n as history_count, hist.s as history_sum, hist.s2 as history_sum_sq,
-           x.time, x.value, c.units[x.seq] as unit, x.base_n, m.mean, sd.sd, sd.sigma, z.z, z.step_z,
-           p.prev_value,
-           coalesce(x.base_n >= min_sample and (abs(z.z) > k or z.step_z > k), false) as anomalous,
-           (x.value < c.lo or x.value > c.hi) is true as is_out,
-           (c.lo is null or x.value >= c.lo + c.lo_margin) and (c.hi is null or x.value <= c.hi - c.hi_margin) as is_back
+           c.lo_margin, c.hi_margin, c.severity_scale, c.win, c.last_anomaly_at,
+           c.short, c.history_end, hist.n as history_count, hist.s as history_sum, hist.s2 as history_sum_sq,
+           c.units[r.seq] as unit, r.seq = cardinality(c.times) as is_last, r.*
     from channels c
     cross join lateral (
       -- Short batches: the whole minutes [history_end - W, history_end) as one sum.
@@ -218,94 +238,90 @@ begin
       ) f
     ) hist
     cross join lateral (
-      select w.time, w.value, w.seq,
-             w.a_n - 1 - coalesce(w.b_n, 0) as base_n,
-             w.a_s - w.value - coalesce(w.b_s, 0) as base_s,
-             w.a_s2 - w.value * w.value - coalesce(w.b_s2, 0) as base_s2
+      select l5.*,
+             max(l5.time) filter (where l5.starts) over o as started_at,
+             (array_agg(l5.side) filter (where l5.starts) over o) as start_sides
       from (
-        select s.time, s.value, s.seq,
-               sum(s.n) over upto as a_n, sum(s.s) over upto as a_s, sum(s.s2) over upto as a_s2,
-               sum(s.n) over older as b_n, sum(s.s) over older as b_s, sum(s.s2) over older as b_s2
+        select l4.*,
+               l4.latched and not coalesce(lag(l4.latched) over o, c.out_of_range) as starts
         from (
-          select v.bucket as time, null::double precision as value, null::bigint as seq,
-                 v.reading_count::double precision as n, v.value_sum as s, v.value_sum_sq as s2
+          select l3.*,
+                 case when c.lo is null and c.hi is null then false
+                      when l3.last_set is null and l3.last_reset is null then c.out_of_range
+                      else coalesce(l3.last_set > l3.last_reset, l3.last_set is not null) end as latched
           from (
-            select v.bucket, v.reading_count, v.value_sum, v.value_sum_sq
-            from iot_private.sensor_readings_1m v
-            where not c.short
-              and v.device_id = c.device_id and v.sensor_type = c.sensor_type
-              and v.bucket >= c.history_end - c.win and v.bucket < c.history_end
-            offset 0
-          ) v
-          union all
-          select c.history_end - interval '1 minute', null, null, hist.n, hist.s, hist.s2
-          where c.short and hist.n > 0
-          union all
-          select u.time, u.value, u.seq, 1, u.value, u.value * u.value
-          from unnest(c.times, c.vals) with ordinality as u(time, value, seq)
-        ) s
-        window upto as (order by s.time range between unbounded preceding and current row),
-               older as (order by s.time range between unbounded preceding and c.win + interval '1 microsecond' preceding)
-      ) w
-      where w.seq is not null
-    ) x
-    cross join lateral (
-      select case when x.seq > 1 then c.times[x.seq - 1] else c.state_time end as prev_time,
-             case when x.seq > 1 then c.vals[x.seq - 1] else c.state_value end as prev_value_any
-    ) p0
-    cross join lateral (
-      select case when p0.prev_time >= x.time - c.win then p0.prev_value_any end as prev_value
-    ) p
-    cross join lateral (select x.base_s / nullif(x.base_n, 0) as mean) m
-    cross join lateral (
-      select q.sd, greatest(q.sd, 0.01 * abs(m.mean), 0.01 * (c.hi - c.lo), 1e-9) as sigma
-      from (select sqrt(greatest(x.base_s2 - x.base_s * m.mean, 0) / nullif(x.base_n - 1, 0)) as sd) q
-    ) sd
-    cross join lateral (
-      select (x.value - m.mean) / sd.sigma as z,
-             abs(x.value - p.prev_value) / (sqrt(2) * sd.sigma) as step_z
-    ) z
-  ), latched as (
-    -- Threshold latch: the most recent set and reset up to each reading; anomaly episodes.
-    select s.*,
-           max(s.time) filter (where s.is_out) over w as last_set,
-           max(s.time) filter (where s.is_back) over w as last_reset,
-           s.anomalous and not coalesce(lag(s.anomalous) over w, s.anomalous_before) as episode_starts
-    from scored s
-    window w as (partition by s.device_id, s.sensor_type order by s.time rows unbounded preceding)
-  ), latch as (
-    -- A reading is latched when its most recent set is later than its most recent reset; with
-    -- neither in the batch so far, the state from earlier batches holds. No range, no latch.
-    select l.*,
-           case when l.lo is null and l.hi is null then false
-                when l.last_set is null and l.last_reset is null then l.out_of_range
-                else coalesce(l.last_set > l.last_reset, l.last_set is not null) end as latched
-    from latched l
-  ), transitions as (
-    select l.*,
-           l.latched and not coalesce(lag(l.latched) over (partition by l.device_id, l.sensor_type order by l.time), l.out_of_range) as starts,
-           case when l.value > l.hi then 'above' else 'below' end as side
-    from latch l
-  ), final as (
-    -- The channel's state after the batch.
-    select t.device_id, t.sensor_type,
-           max(t.time) as last_time,
-           (array_agg(t.value order by t.time desc))[1] as last_value,
-           (array_agg(t.latched order by t.time desc))[1] as latched,
-           max(t.time) filter (where t.starts) as started_at,
-           (array_agg(t.side order by t.time desc) filter (where t.starts))[1] as side,
-           (array_agg(t.anomalous order by t.time desc))[1] as anomalous,
-           bool_and(t.short) as short, max(t.history_end) as history_end, max(t.win) as win,
-           max(t.history_count) as history_count, max(t.history_sum) as history_sum, max(t.history_sum_sq) as history_sum_sq
-    from transitions t
-    group by t.device_id, t.sensor_type
+            select l2.*,
+                   max(l2.time) filter (where l2.is_out) over o as last_set,
+                   max(l2.time) filter (where l2.is_back) over o as last_reset,
+                   l2.anomalous and not coalesce(lag(l2.anomalous) over o, c.anomalous) as episode_starts
+            from (
+              select l1.time, l1.value, l1.seq, l1.base_n, m.mean, sd.sd, sd.sigma, z.z, z.step_z, p.prev_value,
+                     coalesce(l1.base_n >= min_sample and (abs(z.z) > k or z.step_z > k), false) as anomalous,
+                     (l1.value < c.lo or l1.value > c.hi) is true as is_out,
+                     (c.lo is null or l1.value >= c.lo + c.lo_margin) and (c.hi is null or l1.value <= c.hi - c.hi_margin) as is_back,
+                     case when l1.value > c.hi then 'above' else 'below' end as side
+              from (
+                select w.time, w.value, w.seq,
+                       w.a_n - 1 - coalesce(w.b_n, 0) as base_n,
+                       w.a_s - w.value - coalesce(w.b_s, 0) as base_s,
+                       w.a_s2 - w.value * w.value - coalesce(w.b_s2, 0) as base_s2
+                from (
+                  select s.time, s.value, s.seq,
+                         sum(s.n) over upto as a_n, sum(s.s) over upto as a_s, sum(s.s2) over upto as a_s2,
+                         sum(s.n) over older as b_n, sum(s.s) over older as b_s, sum(s.s2) over older as b_s2
+                  from (
+                    select v.bucket as time, null::double precision as value, null::bigint as seq,
+                           v.reading_count::double precision as n, v.value_sum as s, v.value_sum_sq as s2
+                    from (
+                      select v.bucket, v.reading_count, v.value_sum, v.value_sum_sq
+                      from iot_private.sensor_readings_1m v
+                      where not c.short
+                        and v.device_id = c.device_id and v.sensor_type = c.sensor_type
+                        and v.bucket >= c.history_end - c.win and v.bucket < c.history_end
+                      offset 0
+                    ) v
+                    union all
+                    select c.history_end - interval '1 minute', null, null, hist.n, hist.s, hist.s2
+                    where c.short and hist.n > 0
+                    union all
+                    select u.time, u.value, u.seq, 1, u.value, u.value * u.value
+                    from unnest(c.times, c.vals) with ordinality as u(time, value, seq)
+                  ) s
+                  window upto as (order by s.time range between unbounded preceding and current row),
+                         older as (order by s.time range between unbounded preceding and c.win + interval '1 microsecond' preceding)
+                ) w
+                where w.seq is not null
+              ) l1
+              cross join lateral (
+                select case when l1.seq > 1 then c.times[l1.seq - 1] else c.state_time end as prev_time,
+                       case when l1.seq > 1 then c.vals[l1.seq - 1] else c.state_value end as prev_value_any
+              ) p0
+              cross join lateral (select case when p0.prev_time >= l1.time - c.win then p0.prev_value_any end as prev_value) p
+              cross join lateral (select l1.base_s / nullif(l1.base_n, 0) as mean) m
+              cross join lateral (
+                select q.sd, greatest(q.sd, 0.01 * abs(m.mean), 0.01 * (c.hi - c.lo), 1e-9) as sigma
+                from (select sqrt(greatest(l1.base_s2 - l1.base_s * m.mean, 0) / nullif(l1.base_n - 1, 0)) as sd) q
+              ) sd
+              cross join lateral (
+                select (l1.value - m.mean) / sd.sigma as z,
+                       abs(l1.value - p.prev_value) / (sqrt(2) * sd.sigma) as step_z
+              ) z
+            ) l2
+            window o as (order by l2.time rows unbounded preceding)
+          ) l3
+        ) l4
+        window o as (order by l4.time)
+      ) l5
+      window o as (order by l5.time rows unbounded preceding)
+    ) r
   ), saved as (
+    -- The channel's state after its last reading in the batch.
     update iot_private.channel_event_state e
-       set last_time = f.last_time,
-           last_value = f.last_value,
+       set last_time = f.time,
+           last_value = f.value,
            out_of_range = f.latched,
            excursion_started_at = case when f.latched then coalesce(f.started_at, e.excursion_started_at) end,
-           excursion_side = case when f.latched then coalesce(f.side, e.excursion_side) end,
+           excursion_side = case when f.latched then coalesce(f.start_sides[cardinality(f.start_sides)], e.excursion_side) end,
            anomalous = f.anomalous,
            baseline_end = case when f.short then f.history_end else e.baseline_end end,
            baseline_window = case when f.short then f.win else e.baseline_window end,
@@ -313,8 +329,8 @@ begin
            baseline_sum = case when f.short then f.history_sum else e.baseline_sum end,
            baseline_sum_sq = case when f.short then f.history_sum_sq else e.baseline_sum_sq end,
            updated_at = now()
-      from final f
-     where e.device_id = f.device_id and e.sensor_type = f.sensor_type
+      from readings f
+     where f.is_last and e.device_id = f.device_id and e.sensor_type = f.sensor_type
   ), excursion_events as (
     select jsonb_build_object(
              'time', t.time, 'tenant_id', t.tenant_id, 'work_center_id', t.work_center_id, 'device_id', t.device_id,
@@ -329,7 +345,7 @@ begin
              'details', jsonb_build_object('value', t.value, 'normalMin', t.lo, 'normalMax', t.hi, 'side', t.side,
                           'hysteresisMargin', case when t.side = 'above' then t.hi_margin else t.lo_margin end)) as event
     from (select t.*, case when t.side = 'above' then t.value - t.hi else t.lo - t.value end as excess
-          from transitions t where t.starts) t
+          from readings t where t.starts) t
   ), candidates as (
     -- Anomaly episode starts per channel, in time order, each with its event ready.
     select t.device_id, t.sensor_type, t.last_anomaly_at,
@@ -351,7 +367,7 @@ begin
                           'previousValue', t.prev_value, 'stepScore', t.step_z, 'readings', t.base_n,
                           'windowMinutes', extract(epoch from t.win)::double precision / 60, 'k', k))
              order by t.time) as events
-    from (select l.*, greatest(abs(l.z), coalesce(l.step_z, 0)) as score from latched l where l.episode_starts) t
+    from (select r.*, greatest(abs(r.z), coalesce(r.step_z, 0)) as score from readings r where r.episode_starts) t
     group by t.device_id, t.sensor_type, t.last_anomaly_at
   ), chain as (
     -- Rate limit: the earliest start at least 5 minutes after the last event, then the next at
