@@ -36,6 +36,45 @@ as $$
               when change >= -10 then 'DEGRADING' else 'RAPIDLY_DEGRADING' end
 $$;
 
+-- Deviation arithmetic shared by the rollup path and the raw reference. No SET clauses, so that
+-- PostgreSQL inlines them into the queries.
+create or replace function iot_private.bucket_deviation_sum(
+  lo double precision, hi double precision, n bigint, vmin double precision, vmax double precision, vsum double precision)
+  returns double precision language sql immutable
+as $$
+  -- A bucket wholly inside the range: 0; wholly outside: exact from its sums; straddling: null.
+  select case when (lo is null or vmin >= lo) and (hi is null or vmax <= hi) then 0
+              when hi is not null and vmin > hi then vsum - hi * n
+              when lo is not null and vmax < lo then lo * n - vsum end
+$$;
+
+create or replace function iot_private.reading_deviation(lo double precision, hi double precision, value double precision)
+  returns double precision language sql immutable
+as $$
+  select case when lo is not null and value < lo then lo - value
+              when hi is not null and value > hi then value - hi else 0 end
+$$;
+
+create or replace function iot_private.range_max_deviation(lo double precision, hi double precision)
+  returns double precision language sql immutable
+as $$
+  select case when lo is not null and hi is not null then hi - lo else coalesce(nullif(abs(coalesce(lo, hi)), 0), 1) end
+$$;
+
+-- Active channels of the work centers with their normal range (channel's own, else the type's).
+create or replace function iot_private.ranged_channels(work_center_ids uuid[])
+  returns table (work_center_id uuid, device_id uuid, device_code text, sensor_type text, lo double precision, hi double precision)
+  language sql stable
+as $$
+  select d.work_center_id, d.id, d.device_code, c.sensor_type,
+         coalesce(c.normal_min, st.normal_min), coalesce(c.normal_max, st.normal_max)
+  from iot.device_channels c
+  join iot.iot_devices d on d.id = c.device_id
+  join iot.sensor_types st on st.sensor_type = c.sensor_type
+  where c.is_active and d.is_active and d.work_center_id = any (work_center_ids)
+    and coalesce(c.normal_min, st.normal_min, c.normal_max, st.normal_max) is not null
+$$;
+
 -- Sensor health per channel, exact, from the rollups: an hour (or minute) wholly inside the range
 -- contributes 0 and one wholly outside contributes exactly from its sums; only hours that straddle
 -- a bound are read by the minute, and only minutes that straddle one are read from raw readings.
@@ -49,20 +88,11 @@ as $$
     select date_bin('1 minute', at, timestamptz '2000-01-01 00:00Z') - interval '24 hours' as lo,
            date_bin('1 minute', at, timestamptz '2000-01-01 00:00Z') as hi
   ), ch as (
-    select d.work_center_id, d.id as device_id, d.device_code, c.sensor_type,
-           coalesce(c.normal_min, st.normal_min) as lo, coalesce(c.normal_max, st.normal_max) as hi
-    from iot.device_channels c
-    join iot.iot_devices d on d.id = c.device_id
-    join iot.sensor_types st on st.sensor_type = c.sensor_type
-    where c.is_active and d.is_active and d.work_center_id = any (work_center_ids)
-      and coalesce(c.normal_min, st.normal_min, c.normal_max, st.normal_max) is not null
+    select * from iot_private.ranged_channels(work_center_ids)
   ), hours as materialized (
     -- Whole hours inside the window, from the 1-hour rollup: usually all a channel needs.
     select b.device_id, b.sensor_type, ch.lo, ch.hi, b.bucket, b.reading_count as n,
-           case when (ch.lo is null or b.value_min >= ch.lo) and (ch.hi is null or b.value_max <= ch.hi) then 0
-                when ch.hi is not null and b.value_min > ch.hi then b.value_sum - ch.hi * b.reading_count
-                when ch.lo is not null and b.value_max < ch.lo then ch.lo * b.reading_count - b.value_sum
-           end as dev_sum
+           iot_private.bucket_deviation_sum(ch.lo, ch.hi, b.reading_count, b.value_min, b.value_max, b.value_sum) as dev_sum
     from ch cross join win
     join iot_private.sensor_readings_1h b
       on b.device_id = ch.device_id and b.sensor_type = ch.sensor_type
@@ -81,10 +111,7 @@ as $$
     select h.device_id, h.sensor_type, h.lo, h.hi, h.bucket, h.bucket + interval '1 hour' from hours h where h.dev_sum is null
   ), buckets as materialized (
     select b.device_id, b.sensor_type, m.lo, m.hi, b.bucket, b.reading_count as n,
-           case when (m.lo is null or b.value_min >= m.lo) and (m.hi is null or b.value_max <= m.hi) then 0
-                when m.hi is not null and b.value_min > m.hi then b.value_sum - m.hi * b.reading_count
-                when m.lo is not null and b.value_max < m.lo then m.lo * b.reading_count - b.value_sum
-           end as dev_sum
+           iot_private.bucket_deviation_sum(m.lo, m.hi, b.reading_count, b.value_min, b.value_max, b.value_sum) as dev_sum
     -- Joined on (channel, hour) equality, so the plan is one hashed pass over the window's minutes;
     -- range joins here gave nested loops (the CTE estimates are poor) that ran for minutes.
     from (select distinct device_id, sensor_type, lo, hi, date_bin('1 hour', from_time, timestamptz '2000-01-01 00:00Z') as hour
@@ -104,8 +131,7 @@ as $$
   ), straddling as materialized (
     -- Materialized: estimates from the CTEs above are poor, and re-running this per channel is not.
     select s.device_id, s.sensor_type,
-           sum(case when s.lo is not null and r.value < s.lo then s.lo - r.value
-                    when s.hi is not null and r.value > s.hi then r.value - s.hi else 0 end) as dev_sum
+           sum(iot_private.reading_deviation(s.lo, s.hi, r.value)) as dev_sum
     from buckets s
     join iot_private.sensor_readings r
       on r.device_id = s.device_id and r.sensor_type = s.sensor_type and r.time >= s.bucket and r.time < s.bucket + interval '1 minute'
@@ -118,11 +144,10 @@ as $$
     join whole_minutes w using (device_id, sensor_type)
     left join straddling st using (device_id, sensor_type)
   )
-  select p.work_center_id, p.device_id, p.device_code, p.sensor_type, p.n, p.avg_dev, m.max_dev,
-         round(greatest(0, 100 - p.avg_dev / m.max_dev * 100)::numeric, 2)
+  select p.work_center_id, p.device_id, p.device_code, p.sensor_type, p.n, p.avg_dev,
+         iot_private.range_max_deviation(p.lo, p.hi),
+         round(greatest(0, 100 - p.avg_dev / iot_private.range_max_deviation(p.lo, p.hi) * 100)::numeric, 2)
   from per_channel p
-  cross join lateral (select case when p.lo is not null and p.hi is not null then p.hi - p.lo
-                                  else coalesce(nullif(abs(coalesce(p.lo, p.hi)), 0), 1) end as max_dev) m
 $$;
 
 -- The same figures straight from raw readings: the reference the rollup path is tested and
@@ -134,28 +159,20 @@ create or replace function iot_private.channel_sensor_health_raw(work_center_ids
   set search_path = pg_catalog, pg_temp
 as $$
   with ch as (
-    select d.work_center_id, d.id as device_id, d.device_code, c.sensor_type,
-           coalesce(c.normal_min, st.normal_min) as lo, coalesce(c.normal_max, st.normal_max) as hi
-    from iot.device_channels c
-    join iot.iot_devices d on d.id = c.device_id
-    join iot.sensor_types st on st.sensor_type = c.sensor_type
-    where c.is_active and d.is_active and d.work_center_id = any (work_center_ids)
-      and coalesce(c.normal_min, st.normal_min, c.normal_max, st.normal_max) is not null
+    select * from iot_private.ranged_channels(work_center_ids)
   ), per_channel as (
     select ch.work_center_id, ch.device_id, ch.device_code, ch.sensor_type, ch.lo, ch.hi, count(*) as n,
-           avg(case when ch.lo is not null and r.value < ch.lo then ch.lo - r.value
-                    when ch.hi is not null and r.value > ch.hi then r.value - ch.hi else 0 end) as avg_dev
+           avg(iot_private.reading_deviation(ch.lo, ch.hi, r.value)) as avg_dev
     from ch
     join iot_private.sensor_readings r on r.device_id = ch.device_id and r.sensor_type = ch.sensor_type
      and r.time >= date_bin('1 minute', at, timestamptz '2000-01-01 00:00Z') - interval '24 hours'
      and r.time < date_bin('1 minute', at, timestamptz '2000-01-01 00:00Z')
     group by 1, 2, 3, 4, 5, 6
   )
-  select p.work_center_id, p.device_id, p.device_code, p.sensor_type, p.n, p.avg_dev, m.max_dev,
-         round(greatest(0, 100 - p.avg_dev / m.max_dev * 100)::numeric, 2)
+  select p.work_center_id, p.device_id, p.device_code, p.sensor_type, p.n, p.avg_dev,
+         iot_private.range_max_deviation(p.lo, p.hi),
+         round(greatest(0, 100 - p.avg_dev / iot_private.range_max_deviation(p.lo, p.hi) * 100)::numeric, 2)
   from per_channel p
-  cross join lateral (select case when p.lo is not null and p.hi is not null then p.hi - p.lo
-                                  else coalesce(nullif(abs(coalesce(p.lo, p.hi)), 0), 1) end as max_dev) m
 $$;
 
 -- All five dimensions and the derived fields for the given work centers at `at` (nothing stored).
