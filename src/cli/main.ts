@@ -69,6 +69,9 @@ program.command('start')
       const worker = await startWorker(db.url, c.WORKER_CONCURRENCY, c.TELEMETRY_RETENTION_DAYS, Number(c.HEALTH_SCORE_INTERVAL_MINUTES));
       life.add('worker', () => worker.stop());
       await startMqttIngest(c, pool, brokerUrl, life);
+      // Score once a minute after start rather than waiting for the next interval boundary.
+      await worker.addJob('health__calculate_scores', { intervalMinutes: Number(c.HEALTH_SCORE_INTERVAL_MINUTES) },
+        { runAt: new Date(Date.now() + 60_000), jobKey: 'health:startup' });
       const api = await startApi({
         pool, host: c.HOST, port: c.PORT, jwtSecret: secret, graphiql: c.GRAPHIQL_ENABLED,
         websockets: c.GRAPHQL_WS_ENABLED, graphqlPath: c.GRAPHQL_WS_PATH, maxPageSize: c.API_MAX_PAGE_SIZE,
