@@ -31,9 +31,17 @@ function config(): Config {
 async function runUntilSignal(life: Lifecycle, body: () => Promise<void>): Promise<void> {
   let stopping = false;
   const stop = async (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      log.warn('second signal: exiting without finishing the shutdown', { signal });
+      process.exit(1);
+    }
     stopping = true;
     log.info('shutting down', { signal });
+    // A component waiting on a dead peer must not keep the process alive forever.
+    setTimeout(() => {
+      log.error('shutdown took longer than 20 s; exiting anyway');
+      process.exit(1);
+    }, 20_000).unref();
     await life.stopAll();
     process.exit(0);
   };
@@ -70,7 +78,7 @@ program.command('start')
       life.add('worker', () => worker.stop());
       await startMqttIngest(c, pool, brokerUrl, life);
       // Score once a minute after start rather than waiting for the next interval boundary.
-      await worker.addJob('health__calculate_scores', { intervalMinutes: Number(c.HEALTH_SCORE_INTERVAL_MINUTES) },
+      await worker.addJob('health__calculate_scores', { now: true },
         { runAt: new Date(Date.now() + 60_000), jobKey: 'health:startup' });
       const api = await startApi({
         pool, host: c.HOST, port: c.PORT, jwtSecret: secret, graphiql: c.GRAPHIQL_ENABLED,

@@ -48,7 +48,18 @@ function stopOrphan(dataDir: string): void {
   } catch {
     return; // stale pid file; postgres removes it itself
   }
-  log.warn('stopping a PostgreSQL left running by an earlier process', { pid, dataDir });
+  // Still owned by a live process (another `iot start` or test run): leave it alone and say so.
+  const parent = Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ')[1]);
+  if (parent > 1) {
+    try {
+      process.kill(parent, 0);
+      throw new Error(`PostgreSQL (pid ${pid}) is already running on ${dataDir} for process ${parent}: ` +
+        'stop that process first, or set DATA_DIR to another folder');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+    }
+  }
+  log.warn('stopping a PostgreSQL left running by a process that has ended', { pid, dataDir });
   process.kill(pid, 'SIGINT');
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
