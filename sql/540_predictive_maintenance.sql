@@ -7,8 +7,9 @@
 -- PERFORMANCE_LOSS), or ANOMALOUS_BEHAVIOUR.
 --
 -- Remaining useful life: least-squares line through the scores of the last 7 days (at least 3);
--- if it falls, RUL = hours until it reaches 30 (CRITICAL). Bounds from slope +/- 1.96 standard errors
--- (no upper bound when the slope might not be falling). time_to_failure_hours = RUL.
+-- if it falls, RUL = hours until it reaches 30 (CRITICAL). Bounds: the score +/- 1.96 residual SDs
+-- reaching 30 at the slope -/+ 1.96 standard errors (no upper bound when the slope might not be
+-- falling). time_to_failure_hours = RUL.
 -- Failure probability: logistic in the score, p = 1 / (1 + exp((score - 35) / 7)) (0.5 at 35, about 0.1
 -- at 50), bounds from score +/- 1.96 x the residual standard deviation of the line (or 5 points).
 -- Severity: CRITICAL if CRITICAL status or RUL < 24 h; HIGH if POOR or RUL < 72 h; MEDIUM if rapidly
@@ -68,10 +69,12 @@ begin
   ), estimates as (
     select c.*,
            case when c.points >= 3 and c.slope < 0 then greatest(0, (c.overall_score - 30) / -c.slope)::numeric end as rul,
+           -- Bounds: the score's own scatter (+/- 1.96 residual SD) travelling at the steeper / shallower
+           -- slope (+/- 1.96 standard errors). Slope error alone was far too narrow on C-MAPSS.
            case when c.points >= 3 and c.resid_sd is not null and c.slope - 1.96 * c.resid_sd / sqrt(nullif(st.sxx, 0)) < 0
-                then greatest(0, (c.overall_score - 30) / -(c.slope - 1.96 * c.resid_sd / sqrt(nullif(st.sxx, 0))))::numeric end as rul_lower,
+                then greatest(0, (c.overall_score - 1.96 * c.resid_sd - 30) / -(c.slope - 1.96 * c.resid_sd / sqrt(nullif(st.sxx, 0))))::numeric end as rul_lower,
            case when c.points >= 3 and c.resid_sd is not null and c.slope + 1.96 * c.resid_sd / sqrt(nullif(st.sxx, 0)) < 0
-                then greatest(0, (c.overall_score - 30) / -(c.slope + 1.96 * c.resid_sd / sqrt(nullif(st.sxx, 0))))::numeric end as rul_upper,
+                then greatest(0, (c.overall_score + 1.96 * c.resid_sd - 30) / -(c.slope + 1.96 * c.resid_sd / sqrt(nullif(st.sxx, 0))))::numeric end as rul_upper,
            (1.96 * coalesce(c.resid_sd, 5))::numeric as score_margin
     from candidates c left join stats st on st.work_center_id = c.work_center_id
     where c.alert_type is not null

@@ -4,7 +4,7 @@
 -- Three pieces, all over iot_private.sensor_readings (the product's data path):
 --  1. iot_private.rul_from_health_series(): the estimator of sql/540 on any series: least-squares
 --     line through the last `fit_window` points; if it falls, RUL = time until it reaches
---     `threshold` from the latest value; bounds from slope +/- 1.96 standard errors (no bound when
+--     `threshold` from the latest value; bounds: value +/- 1.96 residual SD at slope -/+ 1.96 SE (no bound when
 --     that slope might not be falling). anchor_on_fit = true starts from the fitted line's value at
 --     the last point instead of the last raw value (a variant measured beside it, not used by 540).
 --  2. iot_private.rul_health_index(): a degradation index per work center and time step. Each
@@ -64,19 +64,21 @@ as $$
   ), st as (
     select f.*,
            case when f.n > 2 and f.sxx > 0 then sqrt(greatest(f.syy - f.sxy * f.sxy / f.sxx, 0) / (f.n - 2)) / sqrt(f.sxx) end as se,
+           case when f.n > 2 and f.sxx > 0 then sqrt(greatest(f.syy - f.sxy * f.sxy / f.sxx, 0) / (f.n - 2)) end as resid_sd,
            case when anchor_on_fit and f.slope is not null then f.icpt + f.slope * f.t_last else f.h_last end as h_now
     from fit f
   )
   select case when s.n >= 3 and s.slope < 0 then greatest(0, (s.h_now - threshold) / -s.slope) end,
+         -- Same bounds as sql/540: the value's scatter (+/- 1.96 residual SD) at the slope -/+ 1.96 SE.
          case when s.n >= 3 and s.se is not null and s.slope - 1.96 * s.se < 0
-              then greatest(0, (s.h_now - threshold) / -(s.slope - 1.96 * s.se)) end,
+              then greatest(0, (s.h_now - 1.96 * s.resid_sd - threshold) / -(s.slope - 1.96 * s.se)) end,
          case when s.n >= 3 and s.se is not null and s.slope + 1.96 * s.se < 0
-              then greatest(0, (s.h_now - threshold) / -(s.slope + 1.96 * s.se)) end,
+              then greatest(0, (s.h_now + 1.96 * s.resid_sd - threshold) / -(s.slope + 1.96 * s.se)) end,
          s.slope, s.n, s.h_now
   from st s
 $$;
 comment on function iot_private.rul_from_health_series(double precision[], double precision[], double precision, integer, boolean) is
-  'The sql/540 RUL estimator on a series: least-squares line over the last fit_window points extrapolated to threshold; bounds from slope +/- 1.96 SE. RUL in the units of times.';
+  'The sql/540 RUL estimator on a series: least-squares line over the last fit_window points extrapolated to threshold; bounds: the value +/- 1.96 residual SD at the slope -/+ 1.96 SE, as in sql/540. RUL in the units of times.';
 
 -- 2. The health index ----------------------------------------------------------------------------
 create or replace function iot_private.rul_health_index(calibration text, work_center_ids uuid[], since timestamptz)

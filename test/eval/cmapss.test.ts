@@ -143,13 +143,13 @@ test('replays FD001 through the ingest path and scores the SQL RUL estimator on 
   console.log(`  [cmapss] variants: threshold 30 -> RMSE ${rmse(at30, truthCapped).toFixed(2)}; line anchor -> RMSE ${rmse(fitAnchor, truthCapped).toFixed(2)} (capped truth)`);
 
   // Measured (tiers 2 and 3 alike): calibration threshold 55, window 30 (training RMSE 25.4); test RMSE
-  // 22.9 against capped truth, 23.2 uncapped; NASA score 2388; bounds cover 31% (they carry only the
-  // slope's uncertainty, not the level's noise or the curvature of wear). The bounds leave a little slack.
+  // 22.9 against capped truth, 23.2 uncapped; NASA score 2388; bounds cover 58% (31% when they carried
+  // only the slope's error; still short of 95%: the curvature of wear is not in them). A little slack.
   assert.ok(k.details.cases >= 600, `training cases ${k.details.cases}`);
   assert.ok(figures.rmseCapped <= 24, `RMSE (capped truth) ${figures.rmseCapped}`);
   assert.ok(figures.rmseUncapped <= 24.5, `RMSE (uncapped truth) ${figures.rmseUncapped}`);
   assert.ok(figures.nasa <= 2800, `NASA score ${figures.nasa}`);
-  assert.ok(figures.coverage >= 0.25, `coverage of the bounds ${figures.coverage}`);
+  assert.ok(figures.coverage >= 0.5, `coverage of the bounds ${figures.coverage}`);
   assert.ok(rmse(at30, truthCapped) > figures.rmseCapped, 'the calibrated threshold beats the fixed 30');
 });
 
