@@ -45,6 +45,7 @@ export class RegistryCache {
   private timer: NodeJS.Timeout | undefined;
   private lastMissReload = 0;
   private loading: Promise<void> | undefined;
+  private next: Promise<void> | undefined;
   private stale = false;
   private stopped = false;
   version = 0;
@@ -95,12 +96,23 @@ export class RegistryCache {
     }
   }
 
-  /** Reload now; concurrent callers share one load. */
+  /**
+   * Reload now. A call during a load waits for one more load after it (shared by all such callers):
+   * the load in flight may have read the registry before the change that prompted this call.
+   */
   reload(): Promise<void> {
     if (!this.loading) {
       this.loading = this.load().finally(() => (this.loading = undefined));
+      return this.loading;
     }
-    return this.loading;
+    if (!this.next) {
+      const again = () => {
+        this.next = undefined;
+        return this.reload();
+      };
+      this.next = this.loading.then(again, again);
+    }
+    return this.next;
   }
 
   /** After a miss: reload unless one happened recently. Resolves true if a reload ran. */
