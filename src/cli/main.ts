@@ -7,7 +7,7 @@ import { logger, setLogLevel } from '../lib/log';
 import { jwtSecret, signToken } from '../lib/secrets';
 import { startWorker } from '../lib/worker';
 import { startApi } from '../server/app';
-import { DEMO_TENANT, seedDemoPlant } from '../sim/demo-plant';
+import { DEMO_TENANT, seedDemoHistory, seedDemoPlant } from '../sim/demo-plant';
 import { startMqttSimulator } from '../sim/mqtt-publisher';
 import { Lifecycle, createPool, migrateWithConfig, resolveBroker, resolveDatabase, startMqttIngest } from './runtime';
 
@@ -72,7 +72,11 @@ program.command('start')
       const secret = jwtSecret(c.JWT_SECRET, c.DATA_DIR);
       const demo = c.DEMO === 'true' || (c.DEMO === 'auto' && db.embedded && !c.MQTT_BROKER_URL);
       let tenantId: string | undefined;
-      if (demo) tenantId = await seedDemoPlant(pool);
+      if (demo) {
+        tenantId = await seedDemoPlant(pool);
+        const runs = await seedDemoHistory(pool, tenantId);
+        if (runs) log.info('demo plant: a week of production history written', { productionRuns: runs });
+      }
       const brokerUrl = await resolveBroker(c, life);
       const worker = await startWorker(db.url, c.WORKER_CONCURRENCY, c.TELEMETRY_RETENTION_DAYS, Number(c.HEALTH_SCORE_INTERVAL_MINUTES));
       life.add('worker', () => worker.stop());

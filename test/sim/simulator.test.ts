@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DEMO_FACILITIES, seedDemoPlant } from '../../src/sim/demo-plant';
+import { DEMO_FACILITIES, seedDemoHistory, seedDemoPlant } from '../../src/sim/demo-plant';
 import { PlantSimulator } from '../../src/sim/plant-simulator';
 import { createTestDatabase, TestDatabase } from '../helpers/db';
 
@@ -21,6 +21,22 @@ test('the seed registers every facility, work center, device and channel, and is
       (select array_agg(distinct work_center_type order by work_center_type) from iot.work_centers) types`);
   const wcs = DEMO_FACILITIES.flatMap((f) => f.workCenters);
   assert.equal(rows[0], { f: 3, w: wcs.length, d: wcs.length * 2, c: wcs.length * 5, types: ['BINDER', 'CUTTER', 'FOLDER', 'PRESS'] });
+});
+
+test('demo history gives every work center OEE for the last week, once', async () => {
+  const tenantId = await seedDemoPlant(db.pool);
+  const written = await seedDemoHistory(db.pool, tenantId);
+  assert.ok(written >= 140, `runs written: ${written}`);
+  assert.is(await seedDemoHistory(db.pool, tenantId), 0, 'idempotent');
+  const oee = (await db.pool.query(`select oee, availability, performance, quality from iot.oee_for(null, now() - interval '7 days', now())`)).rows;
+  assert.is(oee.length, DEMO_FACILITIES.flatMap((f) => f.workCenters).length);
+  for (const o of oee) {
+    assert.ok(Number(o.oee) > 0.4 && Number(o.oee) < 0.95, `plausible OEE ${o.oee}`);
+    assert.ok(Number(o.quality) > 0.9);
+  }
+  const ids = (await db.pool.query(`select array_agg(id) as ids from iot.work_centers`)).rows[0].ids;
+  const scores = (await db.pool.query(`select oee_health_score, performance_health_score from iot_private.compute_health_scores($1, now())`, [ids])).rows;
+  assert.ok(scores.every((s) => s.oee_health_score !== null && s.performance_health_score !== null));
 });
 
 test('each tick gives one plausible reading per channel on contract topics, and faults show up', () => {
