@@ -137,6 +137,7 @@ $$;
 -- Allowed: OPEN -> ACKNOWLEDGED -> SCHEDULED -> IN_PROGRESS -> RESOLVED, ACKNOWLEDGED -> IN_PROGRESS,
 -- and any open state -> RESOLVED (a false alarm is resolved too). Anything else: error IOT02.
 
+-- Checks the step and moves the alert, recording who and when for the new status.
 create or replace function iot_private.transition_alert(alert_id uuid, next_status text)
   returns iot.predictive_maintenance_alerts
   language plpgsql
@@ -156,24 +157,25 @@ begin
     raise exception 'alert % is %, it cannot become %', alert_id, a.status, next_status
       using errcode = 'IOT02', hint = 'OPEN -> ACKNOWLEDGED -> SCHEDULED -> IN_PROGRESS -> RESOLVED';
   end if;
+  update iot.predictive_maintenance_alerts x set
+    status = next_status,
+    acknowledged_by = case when next_status = 'ACKNOWLEDGED' then iot.current_actor() else x.acknowledged_by end,
+    acknowledged_at = case when next_status = 'ACKNOWLEDGED' then now() else x.acknowledged_at end,
+    scheduled_by = case when next_status = 'SCHEDULED' then iot.current_actor() else x.scheduled_by end,
+    started_at = case when next_status = 'IN_PROGRESS' then now() else x.started_at end,
+    resolved_by = case when next_status = 'RESOLVED' then iot.current_actor() else x.resolved_by end,
+    resolved_at = case when next_status = 'RESOLVED' then now() else x.resolved_at end,
+    updated_at = now()
+   where x.id = a.id returning * into a;
   return a;
 end
 $$;
 
 create or replace function iot.acknowledge_predictive_maintenance_alert(alert_id uuid)
   returns iot.predictive_maintenance_alerts
-  language plpgsql volatile security definer
+  language sql volatile security definer
   set search_path = pg_catalog, pg_temp
-as $$
-declare
-  a iot.predictive_maintenance_alerts := iot_private.transition_alert(alert_id, 'ACKNOWLEDGED');
-begin
-  update iot.predictive_maintenance_alerts set status = 'ACKNOWLEDGED', acknowledged_by = iot.current_actor(),
-         acknowledged_at = now(), updated_at = now()
-   where id = a.id returning * into a;
-  return a;
-end
-$$;
+as $$ select * from iot_private.transition_alert(alert_id, 'ACKNOWLEDGED') $$;
 
 create or replace function iot.schedule_predictive_maintenance_alert(alert_id uuid, scheduled_for timestamptz)
   returns iot.predictive_maintenance_alerts
@@ -183,8 +185,7 @@ as $$
 declare
   a iot.predictive_maintenance_alerts := iot_private.transition_alert(alert_id, 'SCHEDULED');
 begin
-  update iot.predictive_maintenance_alerts x set status = 'SCHEDULED', scheduled_for = schedule_predictive_maintenance_alert.scheduled_for,
-         scheduled_by = iot.current_actor(), updated_at = now()
+  update iot.predictive_maintenance_alerts x set scheduled_for = schedule_predictive_maintenance_alert.scheduled_for
    where x.id = a.id returning * into a;
   return a;
 end
@@ -192,17 +193,9 @@ $$;
 
 create or replace function iot.start_predictive_maintenance_alert(alert_id uuid)
   returns iot.predictive_maintenance_alerts
-  language plpgsql volatile security definer
+  language sql volatile security definer
   set search_path = pg_catalog, pg_temp
-as $$
-declare
-  a iot.predictive_maintenance_alerts := iot_private.transition_alert(alert_id, 'IN_PROGRESS');
-begin
-  update iot.predictive_maintenance_alerts set status = 'IN_PROGRESS', started_at = now(), updated_at = now()
-   where id = a.id returning * into a;
-  return a;
-end
-$$;
+as $$ select * from iot_private.transition_alert(alert_id, 'IN_PROGRESS') $$;
 
 -- Resolution records what happened. With a failure: prediction_error_hours = actual - predicted
 -- failure time; ACCURATE within max(24 h, 20% of the predicted RUL), EARLY when the failure came
@@ -230,11 +223,11 @@ begin
   elsif not actual_failure_occurred and not exists (select 1 from iot.maintenance_records m where m.alert_id = a.id) then
     accuracy := 'INCORRECT';
   end if;
-  update iot.predictive_maintenance_alerts x set status = 'RESOLVED', resolved_by = iot.current_actor(), resolved_at = now(),
+  update iot.predictive_maintenance_alerts x set
          resolution_notes = resolve_predictive_maintenance_alert.resolution_notes,
          actual_failure_occurred = resolve_predictive_maintenance_alert.actual_failure_occurred,
          actual_failure_date = resolve_predictive_maintenance_alert.actual_failure_date,
-         prediction_error_hours = err, prediction_accuracy = accuracy, updated_at = now()
+         prediction_error_hours = err, prediction_accuracy = accuracy
    where x.id = a.id returning * into a;
   return a;
 end
