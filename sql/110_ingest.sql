@@ -16,8 +16,11 @@ begin
     sensor_type text not null,
     value       double precision not null,
     unit        text not null,
-    quality     text not null
+    quality     text not null,
+    metadata    jsonb
   ) on commit delete rows;
+  -- A session that made the table before metadata existed (an upgrade under a running ingestor).
+  alter table pg_temp.reading_staging add column if not exists metadata jsonb;
 end
 $$;
 
@@ -62,17 +65,34 @@ begin
   ), dead as (
     insert into iot_private.ingest_dead_letters (tenant_id, source, payload, reason)
     select tenant_id, 'SINK',
-           json_build_object('deviceId', device_id, 'sensorType', sensor_type, 'value', value, 'timestamp', time)::text,
+           json_build_object('deviceId', device_id, 'sensorType', sensor_type, 'value', value, 'timestamp', time,
+                             'metadata', metadata)::text,
            format('channel %s of device %s is not registered or not active', sensor_type, device_id)
     from orphans
     returning 1
   )
   select count(*) into rejected from dead;
 
-  with ins as (
-    insert into iot_private.sensor_readings (time, tenant_id, device_id, sensor_type, value, unit, quality)
-    select time, tenant_id, device_id, sensor_type, value, unit, quality
-    from pg_temp.reading_staging
+  -- production_run_id: the run active on the reading's work center at its time. The batch's few
+  -- work centers and their runs overlapping [lo, hi] are found once; each reading then picks the
+  -- latest-started of them that covers its time.
+  with batch_devices as (
+    select d.id as device_id, d.work_center_id
+    from iot.iot_devices d
+    where d.id in (select distinct s.device_id from pg_temp.reading_staging s)
+  ), runs as materialized (  -- a handful of rows, scanned per reading: keep it computed once
+    select r.id, b.device_id, r.actual_start, coalesce(r.actual_end, 'infinity') as actual_end
+    from iot.production_runs r
+    join batch_devices b on b.work_center_id = r.work_center_id
+    where r.actual_start <= hi and (r.actual_end is null or r.actual_end > lo) and r.status <> 'CANCELLED'
+  ), ins as (
+    insert into iot_private.sensor_readings (time, tenant_id, device_id, sensor_type, value, unit, quality, production_run_id, metadata)
+    select s.time, s.tenant_id, s.device_id, s.sensor_type, s.value, s.unit, s.quality,
+           (select r.id from runs r
+             where r.device_id = s.device_id and s.time >= r.actual_start and s.time < r.actual_end
+             order by r.actual_start desc limit 1),
+           s.metadata
+    from pg_temp.reading_staging s
     on conflict do nothing
     returning tenant_id, device_id, time
   ), per_device as (

@@ -2,11 +2,18 @@
 -- Hypertables cannot carry RLS, so every view here filters by iot.current_tenant_ids() itself.
 -- Views are security barriers so a caller's predicates cannot peek past the tenant filter.
 
+-- The seed's names. A reading's id is derived from its identity (device, sensor type, time) rather
+-- than stored: the raw table stays narrow for COPY, and a redelivered reading keeps its id.
 create or replace view iot.sensor_readings with (security_barrier) as
-  select r.time, r.tenant_id, r.device_id, r.sensor_type, r.value, r.unit, r.quality
+  select md5(r.device_id::text || '/' || r.sensor_type || '/' || (extract(epoch from r.time) * 1000000)::bigint::text)::uuid as id,
+         r.tenant_id, r.device_id as iot_device_id, r.time as reading_timestamp, r.sensor_type,
+         r.value as reading_value, r.unit as unit_of_measure, r.quality, r.production_run_id, r.metadata
   from iot_private.sensor_readings r
   where r.tenant_id = any ((select iot.current_tenant_ids())::uuid[]);
-comment on view iot.sensor_readings is E'@omit all,create,update,delete\n@foreignKey (device_id) references iot.iot_devices (id)|@fieldName device|@foreignFieldName sensorReadings\nRaw readings of the caller''s tenant. Page with first/last (capped); use deviceReadings or sensorHistory for time ranges.';
+comment on view iot.sensor_readings is E'@omit all,create,update,delete\n@foreignKey (iot_device_id) references iot.iot_devices (id)|@fieldName device|@foreignFieldName sensorReadings\nRaw readings of the caller''s tenant. Page with first/last (capped); use deviceReadings or sensorHistory for time ranges.';
+comment on column iot.sensor_readings.id is 'Derived from (iot_device_id, sensor_type, reading_timestamp), the reading''s identity; not indexed: look readings up by device and time.';
+comment on column iot.sensor_readings.quality is 'GOOD, UNCERTAIN or BAD (field words such as VERIFIED or OPC UA status names are mapped; the raw word is in metadata).';
+comment on column iot.sensor_readings.production_run_id is 'The production run active on the work center at reading_timestamp.';
 
 do $$
 declare
@@ -62,10 +69,10 @@ begin
   perform iot.check_time_range(since, until, interval '7 days');
   return query
     select r.* from iot.sensor_readings r
-    where r.device_id = device_readings.device_id
-      and r.time >= since and r.time <= until
-      and (device_readings.sensor_type is null or r.sensor_type = device_readings.sensor_type)
-    order by r.time desc;
+    where r.iot_device_id = device_readings.device_id
+      and r.reading_timestamp >= since and r.reading_timestamp <= until
+      and (device_readings.sensor_type is null or r.sensor_type = upper(device_readings.sensor_type))
+    order by r.reading_timestamp desc;
 end
 $$;
 comment on function iot.device_readings(uuid, timestamptz, timestamptz, text) is
@@ -104,15 +111,16 @@ begin
   end if;
   if res = 'raw' then
     perform iot.check_time_range(since, until, interval '1 day');
-    return query select r.time, 1::bigint, r.value, r.value, r.value from iot.sensor_readings r
-      where r.device_id = sensor_history.device_id and r.sensor_type = sensor_history.sensor_type
-        and r.time >= since and r.time <= until order by r.time;
+    return query select r.reading_timestamp, 1::bigint, r.reading_value, r.reading_value, r.reading_value
+      from iot.sensor_readings r
+      where r.iot_device_id = sensor_history.device_id and r.sensor_type = upper(sensor_history.sensor_type)
+        and r.reading_timestamp >= since and r.reading_timestamp <= until order by r.reading_timestamp;
   elsif res in ('1m', '1h', '1d') then
     if res = '1m' then perform iot.check_time_range(since, until, interval '31 days'); end if;
     return query execute format(
       'select bucket, reading_count, avg_value, min_value, max_value from iot.%I
        where device_id = $1 and sensor_type = $2 and bucket >= $3 and bucket <= $4 order by bucket',
-      'sensor_readings_' || res) using sensor_history.device_id, sensor_history.sensor_type, since, until;
+      'sensor_readings_' || res) using sensor_history.device_id, upper(sensor_history.sensor_type), since, until;
   else
     raise exception 'resolution must be auto, raw, 1m, 1h or 1d, not %', resolution using errcode = 'IOT03';
   end if;
@@ -128,18 +136,21 @@ create or replace function iot.device_channels_latest_reading(c iot.device_chann
   set search_path = pg_catalog, pg_temp
 as $$
   select r.* from iot.sensor_readings r
-  where r.device_id = c.device_id and r.sensor_type = c.sensor_type
-    and r.time > now() - interval '7 days'
-  order by r.time desc limit 1
+  where r.iot_device_id = c.device_id and r.sensor_type = c.sensor_type
+    and r.reading_timestamp > now() - interval '7 days'
+  order by r.reading_timestamp desc limit 1
 $$;
 
 -- Equipment events --------------------------------------------------------------------------
 create or replace view iot.equipment_events with (security_barrier) as
-  select e.id, e.time, e.tenant_id, e.work_center_id, e.device_id, e.sensor_type, e.event_type, e.severity,
-         e.message, e.details, e.acknowledged, e.acknowledged_by, e.acknowledged_at
+  select e.id, e.tenant_id, e.work_center_id, e.iot_device_id, e.event_timestamp, e.event_type, e.event_code,
+         e.event_description, e.severity, e.production_run_id, e.metadata, e.acknowledged, e.sensor_type,
+         e.acknowledged_by, e.acknowledged_at
   from iot_private.equipment_events e
   where e.tenant_id = any ((select iot.current_tenant_ids())::uuid[]);
-comment on view iot.equipment_events is E'@omit create,update,delete\n@primaryKey id\n@foreignKey (work_center_id) references iot.work_centers (id)|@fieldName workCenter|@foreignFieldName equipmentEvents\n@foreignKey (device_id) references iot.iot_devices (id)|@fieldName device|@foreignFieldName equipmentEvents\nEquipment events of the caller''s tenant. Raise with recordEquipmentEvent, acknowledge with acknowledgeEquipmentEvent.';
+comment on view iot.equipment_events is E'@omit create,update,delete\n@primaryKey id\n@foreignKey (work_center_id) references iot.work_centers (id)|@fieldName workCenter|@foreignFieldName equipmentEvents\n@foreignKey (iot_device_id) references iot.iot_devices (id)|@fieldName device|@foreignFieldName equipmentEvents\nEquipment events of the caller''s tenant. Raise with recordEquipmentEvent, acknowledge with acknowledgeEquipmentEvent.';
+comment on column iot.equipment_events.severity is 'INFO, WARNING, ERROR or CRITICAL.';
+comment on column iot.equipment_events.production_run_id is 'The production run active on the work center when the event happened.';
 
 -- Who is acting: the JWT subject for API users, the SQL login otherwise.
 create or replace function iot.current_actor() returns text
@@ -168,7 +179,8 @@ $$;
 comment on function iot.acknowledge_equipment_event(uuid) is 'Marks an event acknowledged by the caller. Acknowledging twice keeps the first acknowledgement.';
 
 create or replace function iot.record_equipment_event(
-  work_center_id uuid, event_type text, message text, severity text default 'INFO', details jsonb default '{}')
+  work_center_id uuid, event_type text, event_description text, severity text default 'INFO',
+  metadata jsonb default '{}', event_code text default null, iot_device_id uuid default null)
   returns iot.equipment_events
   language plpgsql volatile security definer
   set search_path = pg_catalog, pg_temp
@@ -182,16 +194,44 @@ begin
   if wc.id is null then
     raise exception 'work center % not found', work_center_id using errcode = 'IOT04';
   end if;
+  if record_equipment_event.iot_device_id is not null and not exists (
+       select 1 from iot.iot_devices d where d.id = record_equipment_event.iot_device_id and d.work_center_id = wc.id) then
+    raise exception 'device % not found on work center %', iot_device_id, wc.id using errcode = 'IOT04';
+  end if;
   perform iot_private.ensure_partitions('equipment_events', now(), now());
-  insert into iot_private.equipment_events (tenant_id, work_center_id, event_type, severity, message, details)
-  values (wc.tenant_id, wc.id, event_type, severity, message, coalesce(details, '{}'))
+  insert into iot_private.equipment_events
+    (tenant_id, work_center_id, iot_device_id, event_type, event_code, severity, event_description, metadata)
+  values (wc.tenant_id, wc.id, record_equipment_event.iot_device_id, upper(event_type),
+          coalesce(upper(record_equipment_event.event_code), upper(event_type)), upper(severity), event_description,
+          coalesce(record_equipment_event.metadata, '{}'))
   returning id into result.id;
   select * into result from iot.equipment_events v where v.id = result.id;
   return result;
 end
 $$;
-comment on function iot.record_equipment_event(uuid, text, text, text, jsonb) is
-  'Records an operator event (STARTUP, SHUTDOWN, MAINTENANCE_REQUIRED...) on a work center.';
+comment on function iot.record_equipment_event(uuid, text, text, text, jsonb, text, uuid) is
+  'Records an operator event (STARTUP, SHUTDOWN, MAINTENANCE_REQUIRED...) on a work center; severity INFO, WARNING, ERROR or CRITICAL.';
+
+-- Every event carries the production run active on its work center at its time. Events are rare
+-- by construction (one per excursion), so a row trigger here is not a per-reading trigger.
+create or replace function iot_private.tg_equipment_events__set_production_run() returns trigger
+  language plpgsql
+  set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if new.production_run_id is null then
+    select r.id into new.production_run_id
+    from iot.production_runs r
+    where r.work_center_id = new.work_center_id and r.tenant_id = new.tenant_id and r.status <> 'CANCELLED'
+      and r.actual_start <= new.event_timestamp and (r.actual_end is null or r.actual_end > new.event_timestamp)
+    order by r.actual_start desc limit 1;
+  end if;
+  return new;
+end
+$$;
+drop trigger if exists _100_set_production_run on iot_private.equipment_events;
+create trigger _100_set_production_run before insert on iot_private.equipment_events
+  for each row execute function iot_private.tg_equipment_events__set_production_run();
 
 -- Every new event is pushed to subscribers of its tenant. Events are rare by construction
 -- (one per excursion), so a row trigger here is not a per-reading trigger.
@@ -208,9 +248,10 @@ begin
                                     max_attempts := 3);
   end if;
   perform pg_notify('iot_events:' || new.tenant_id, json_build_object(
-    'id', new.id, 'time', new.time, 'tenantId', new.tenant_id, 'workCenterId', new.work_center_id,
-    'deviceId', new.device_id, 'sensorType', new.sensor_type, 'eventType', new.event_type,
-    'severity', new.severity, 'message', new.message)::text);
+    'id', new.id, 'eventTimestamp', new.event_timestamp, 'tenantId', new.tenant_id, 'workCenterId', new.work_center_id,
+    'iotDeviceId', new.iot_device_id, 'sensorType', new.sensor_type, 'eventType', new.event_type,
+    'eventCode', new.event_code, 'severity', new.severity, 'eventDescription', new.event_description,
+    'productionRunId', new.production_run_id)::text);
   return null;
 end
 $$;
@@ -220,13 +261,14 @@ create trigger _900_notify after insert on iot_private.equipment_events
 
 -- Health scores (computed by the health jobs) ------------------------------------------------
 create or replace view iot.equipment_health_scores with (security_barrier) as
-  select h.time as calculated_at, h.tenant_id, h.work_center_id, h.overall_score, h.sensor_health_score,
-         h.oee_health_score, h.quality_health_score, h.reliability_health_score, h.performance_health_score,
-         h.health_status, h.score_7day_avg, h.score_30day_avg, h.score_change_7day, h.trend_direction,
+  select h.id, h.tenant_id, h.work_center_id, h.score_timestamp, h.overall_health_score, h.health_status,
+         h.sensor_health_score, h.oee_health_score, h.quality_health_score, h.reliability_health_score,
+         h.performance_health_score, h.anomaly_detected, h.anomaly_severity, h.anomaly_type,
+         h.health_score_7d_avg, h.health_score_30d_avg, h.health_score_change_7d, h.trend_direction,
          h.risk_factors, h.recommended_action, h.details
   from iot_private.equipment_health_scores h
   where h.tenant_id = any ((select iot.current_tenant_ids())::uuid[]);
-comment on view iot.equipment_health_scores is E'@omit all,create,update,delete\n@primaryKey work_center_id,calculated_at\n@foreignKey (work_center_id) references iot.work_centers (id)|@fieldName workCenter|@foreignFieldName equipmentHealthScores\nHealth score history per work center.';
+comment on view iot.equipment_health_scores is E'@omit all,create,update,delete\n@primaryKey id\n@foreignKey (work_center_id) references iot.work_centers (id)|@fieldName workCenter|@foreignFieldName equipmentHealthScores\nHealth score history per work center.';
 
 -- Dead letters of the caller's tenant (those whose facility could be resolved).
 create or replace view iot.ingest_dead_letters with (security_barrier) as

@@ -95,21 +95,28 @@ as $$
 $$;
 comment on function iot.work_center_oee(uuid, timestamptz, timestamptz) is 'OEE of one work center over [since, until). Null when it did not produce.';
 
+-- The seed's OEETrend, ProductionSummary and WorkCenterUtilization: fractions become percentages
+-- (0-100) where the seed's names say Percentage or OEE; minutes stay minutes. @exactName keeps the
+-- seed's spelling in GraphQL (currentOEE, targetOEEPercentage), which camel-casing would change.
 do $$
 begin
-  create type iot.oee_trend_point as (
-    work_center_id uuid, bucket timestamptz, shift text,
-    availability numeric, performance numeric, quality numeric, oee numeric, oee_target numeric,
-    good_count numeric, total_count numeric, run_minutes numeric, downtime_minutes numeric
+  create type iot.oee_trend as (
+    work_center_id uuid, work_center_name text, calculation_date date, shift text,
+    availability_percentage numeric, performance_percentage numeric, quality_percentage numeric,
+    oee_percentage numeric, target_oee_percentage numeric,
+    bucket timestamptz, good_count numeric, total_count numeric, run_minutes numeric, downtime_minutes numeric
   );
 exception when duplicate_object then null;
 end $$;
+comment on type iot.oee_trend is E'@exactName OEETrend\nOEE of a work center in one shift, day, week or month, in percent, with the target.';
+comment on column iot.oee_trend.target_oee_percentage is E'@exactName targetOEEPercentage\nThe work center''s OEE target in percent.';
+comment on column iot.oee_trend.calculation_date is 'The bucket''s first day in the facility''s time zone.';
 
 -- OEE per work center and bucket (shift, day, week, month; days in the facility's time zone).
 -- With bucket 'shift' each run's shift label splits the day.
 create or replace function iot.oee_trends(
   since timestamptz, until timestamptz default now(), bucket text default 'day', work_center_id uuid default null)
-  returns setof iot.oee_trend_point
+  returns setof iot.oee_trend
   language plpgsql stable
   set search_path = pg_catalog, pg_temp
 as $$
@@ -120,18 +127,20 @@ begin
   end if;
   return query
     with wcs as (
-      select w.id, f.timezone from iot.work_centers w join iot.facilities f on f.id = w.facility_id
+      select w.id, w.name, f.timezone from iot.work_centers w join iot.facilities f on f.id = w.facility_id
       where oee_trends.work_center_id is null or w.id = oee_trends.work_center_id
     ), buckets as (
-      select wcs.id, wcs.timezone, b as local_start
+      select wcs.id, wcs.name, wcs.timezone, b as local_start
       from wcs, generate_series(date_trunc(case when bucket = 'shift' then 'day' else bucket end, since at time zone wcs.timezone),
                                 until at time zone wcs.timezone,
                                 case bucket when 'week' then interval '1 week' when 'month' then interval '1 month' else interval '1 day' end) b
     ), shifts as (
       select distinct r.work_center_id, r.shift from iot.production_runs r where bucket = 'shift'
     )
-    select o.work_center_id, b.local_start at time zone b.timezone, s.shift,
-           o.availability, o.performance, o.quality, o.oee, o.oee_target, o.good_count, o.total_count, o.run_minutes, o.downtime_minutes
+    select o.work_center_id, b.name, b.local_start::date, s.shift,
+           round(o.availability * 100, 2), round(o.performance * 100, 2), round(o.quality * 100, 2),
+           round(o.oee * 100, 2), round(o.oee_target * 100, 2),
+           b.local_start at time zone b.timezone, o.good_count, o.total_count, o.run_minutes, o.downtime_minutes
     from buckets b
     left join shifts s on s.work_center_id = b.id
     cross join lateral iot.oee_for(array[b.id],
@@ -140,75 +149,120 @@ begin
     where bucket <> 'shift' or exists (
       select 1 from iot.production_runs r where r.work_center_id = b.id and r.shift is not distinct from s.shift
         and r.actual_start >= b.local_start at time zone b.timezone and r.actual_start < (b.local_start + interval '1 day') at time zone b.timezone)
-    order by 1, 2, 3;
+    order by 1, 10, 4;
 end
 $$;
 comment on function iot.oee_trends(timestamptz, timestamptz, text, uuid) is
-  'OEE per work center per shift, day, week or month (facility time zone), with the target. Buckets without production are left out.';
+  'OEE per work center per shift, day, week or month (facility time zone), in percent, with the target. Buckets without production are left out.';
 
-do $$
-begin
-  create type iot.production_summary_row as (
-    work_center_id uuid, runs integer, completed_runs integer, good_count bigint, scrap_count bigint, rework_count bigint,
-    total_count bigint, planned_quantity bigint, quality_rate numeric, attainment numeric
-  );
-exception when duplicate_object then null;
-end $$;
-
-create or replace function iot.production_summary(since timestamptz, until timestamptz default now(), work_center_id uuid default null)
-  returns setof iot.production_summary_row
+-- Where a window is left out: the facility's current day so far.
+create or replace function iot.facility_today_start(facility_id uuid) returns timestamptz
   language sql stable
   set search_path = pg_catalog, pg_temp
 as $$
-  select r.work_center_id, count(*)::integer, count(*) filter (where r.status = 'COMPLETED')::integer,
-         sum(r.good_count), sum(r.scrap_count), sum(r.rework_count), sum(r.good_count + r.scrap_count + r.rework_count),
-         sum(r.planned_quantity),
-         round(sum(r.good_count)::numeric / nullif(sum(r.good_count + r.scrap_count + r.rework_count), 0), 4),
-         round(sum(r.good_count)::numeric / nullif(sum(r.planned_quantity), 0), 4)
-  from iot.production_runs r
-  where r.actual_start >= since and r.actual_start < until and r.status <> 'CANCELLED'
-    and (production_summary.work_center_id is null or r.work_center_id = production_summary.work_center_id)
-  group by r.work_center_id
+  select date_trunc('day', now() at time zone f.timezone) at time zone f.timezone
+  from iot.facilities f where f.id = facility_today_start.facility_id
+$$;
+comment on function iot.facility_today_start(uuid) is E'@omit\nMidnight of the current day in the facility''s time zone.';
+
+do $$
+begin
+  create type iot.production_summary as (
+    facility_id uuid, work_center_id uuid, work_center_name text, work_center_type text,
+    active_runs integer, scheduled_runs integer, completed_runs_today integer,
+    total_good_quantity numeric, total_scrap_quantity numeric, total_rework_quantity numeric,
+    average_yield numeric, current_oee numeric, as_of_timestamp timestamptz,
+    runs integer, planned_quantity numeric, attainment numeric
+  );
+exception when duplicate_object then null;
+end $$;
+comment on type iot.production_summary is E'@exactName ProductionSummary\nProduction of a work center: runs now, quantities of the runs started in the window, yield and OEE in percent.';
+comment on column iot.production_summary.current_oee is E'@exactName currentOEE\nOEE in percent of the facility''s current day so far; null when the work center has not produced today.';
+comment on column iot.production_summary.average_yield is 'Good units / all units of the window''s runs, in percent.';
+comment on column iot.production_summary.attainment is 'Good units / planned quantity of the window''s runs, in percent.';
+
+-- One row per active work center. since/until default to the facility's current day so far.
+create or replace function iot.production_summary(
+  since timestamptz default null, until timestamptz default null, work_center_id uuid default null)
+  returns setof iot.production_summary
+  language sql stable
+  set search_path = pg_catalog, pg_temp
+as $$
+  select w.facility_id, w.id, w.name, w.work_center_type,
+         (select count(*) from iot.production_runs r where r.work_center_id = w.id and r.status in ('SETUP', 'RUNNING', 'PAUSED'))::integer,
+         (select count(*) from iot.production_runs r where r.work_center_id = w.id and r.status = 'PLANNED')::integer,
+         (select count(*) from iot.production_runs r where r.work_center_id = w.id and r.status = 'COMPLETED'
+             and r.actual_end >= iot.facility_today_start(w.facility_id))::integer,
+         coalesce(q.good, 0), coalesce(q.scrap, 0), coalesce(q.rework, 0),
+         round(100 * q.good / nullif(q.good + q.scrap + q.rework, 0), 2),
+         round(100 * o.oee, 2),
+         now(),
+         coalesce(q.runs, 0)::integer, q.planned,
+         round(100 * q.good / nullif(q.planned, 0), 2)
+  from iot.work_centers w
+  cross join lateral (select coalesce(since, iot.facility_today_start(w.facility_id)) as s, coalesce(until, now()) as u) win
+  left join lateral (
+    select count(*) as runs, sum(r.good_count)::numeric as good, sum(r.scrap_count)::numeric as scrap,
+           sum(r.rework_count)::numeric as rework, sum(r.planned_quantity)::numeric as planned
+    from iot.production_runs r
+    where r.work_center_id = w.id and r.actual_start >= win.s and r.actual_start < win.u and r.status <> 'CANCELLED'
+  ) q on true
+  left join lateral iot.oee_for(array[w.id], iot.facility_today_start(w.facility_id), now()) o on true
+  where w.is_active and (production_summary.work_center_id is null or w.id = production_summary.work_center_id)
+  order by w.facility_id, w.work_center_code
 $$;
 comment on function iot.production_summary(timestamptz, timestamptz, uuid) is
-  'Runs, good/scrap/rework counts, quality rate (good/total) and attainment (good/planned) per work center, for runs started in the window.';
+  'Per work center: active, scheduled and completed-today runs; good, scrap and rework units of runs started in the window (default: today); yield, attainment and today''s OEE in percent.';
 
 do $$
 begin
-  create type iot.work_center_utilization_row as (
-    work_center_id uuid, status text, runtime_minutes numeric, downtime_minutes numeric, setup_minutes numeric,
-    utilization numeric, active_run_id uuid, active_run_progress numeric
+  create type iot.work_center_utilization as (
+    work_center_id uuid, work_center_name text, work_center_type text, status text,
+    current_production_run_id uuid, current_oee numeric,
+    today_runtime numeric, today_downtime numeric, today_setup_time numeric,
+    utilization_percentage numeric, active_run_progress numeric
   );
 exception when duplicate_object then null;
 end $$;
+comment on type iot.work_center_utilization is E'@exactName WorkCenterUtilization\nA work center now: status, the active run, and run, down and setup minutes of the window (default: today).';
+comment on column iot.work_center_utilization.status is 'IDLE, RUNNING, DOWN (an open breakdown) or SETUP.';
+comment on column iot.work_center_utilization.current_oee is E'@exactName currentOEE\nOEE in percent over the window.';
+comment on column iot.work_center_utilization.today_runtime is 'Run minutes in the window (planned time less downtime).';
+comment on column iot.work_center_utilization.today_downtime is 'Downtime minutes (breakdowns and setup) in the window.';
+comment on column iot.work_center_utilization.today_setup_time is 'Setup minutes of runs started in the window.';
+comment on column iot.work_center_utilization.utilization_percentage is 'Run time / window length, in percent.';
+comment on column iot.work_center_utilization.active_run_progress is 'Units made / planned quantity of the active run, in percent.';
 
 -- Status now: DOWN (an open breakdown), SETUP or RUNNING (the active run's status), else IDLE.
--- utilization = run time / window length.
-create or replace function iot.work_center_utilization(since timestamptz, until timestamptz default now())
-  returns setof iot.work_center_utilization_row
+-- since/until default to the facility's current day so far.
+create or replace function iot.work_center_utilization(since timestamptz default null, until timestamptz default null)
+  returns setof iot.work_center_utilization
   language sql stable
   set search_path = pg_catalog, pg_temp
 as $$
-  select w.id,
+  select w.id, w.name, w.work_center_type,
          case when exists (select 1 from iot.maintenance_records m where m.work_center_id = w.id
                              and m.maintenance_type = 'BREAKDOWN' and m.ended_at is null) then 'DOWN'
               when a.status = 'SETUP' then 'SETUP'
               when a.status = 'RUNNING' then 'RUNNING'
               else 'IDLE' end,
+         a.id,
+         round(100 * o.oee, 2),
          coalesce(o.run_minutes, 0), coalesce(o.downtime_minutes, 0),
          coalesce((select sum(r.setup_minutes) from iot.production_runs r where r.work_center_id = w.id
-                     and r.actual_start >= since and r.actual_start < until), 0),
-         round(coalesce(o.run_minutes, 0) / nullif(extract(epoch from until - since) / 60, 0), 4),
-         a.id,
-         round(least(1, (a.good_count + a.scrap_count + a.rework_count)::numeric / nullif(a.planned_quantity, 0)), 4)
+                     and r.actual_start >= win.s and r.actual_start < win.u), 0),
+         round(100 * coalesce(o.run_minutes, 0) / nullif(extract(epoch from win.u - win.s) / 60, 0), 2),
+         round(100 * least(1, (a.good_count + a.scrap_count + a.rework_count)::numeric / nullif(a.planned_quantity, 0)), 2)
   from iot.work_centers w
-  left join iot.oee_for(null, since, until) o on o.work_center_id = w.id
+  cross join lateral (select coalesce(since, iot.facility_today_start(w.facility_id)) as s, coalesce(until, now()) as u) win
+  left join lateral iot.oee_for(array[w.id], win.s, win.u) o on true
   left join lateral (
     select r.* from iot.production_runs r
     where r.work_center_id = w.id and r.status in ('SETUP', 'RUNNING', 'PAUSED')
     order by r.actual_start desc nulls last limit 1
   ) a on true
   where w.is_active
+  order by w.facility_id, w.work_center_code
 $$;
 comment on function iot.work_center_utilization(timestamptz, timestamptz) is
-  'Per work center: status now (IDLE, RUNNING, DOWN, SETUP), runtime, downtime and setup minutes in the window, utilization, and the active run''s progress (units / planned).';
+  'Per work center: status now (IDLE, RUNNING, DOWN, SETUP), the active run and its progress, run, down and setup minutes and utilisation in the window (default: today), OEE in percent.';

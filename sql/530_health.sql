@@ -15,10 +15,42 @@
 --   (actual seconds per unit over the last 7 days against days 8-30 before; no penalty for getting
 --   faster), within 0..100. No runs in 7 days: no data.
 -- A dimension without data is left out and the remaining weights are scaled to sum to 1.
+-- Minimum scored weight (setting health_min_scored_weight, default 0.40): below it the work center
+--   gets no overall score and no status (null), and the recommended action names the missing data.
+--   Reliability is always scored, so it alone (0.15) would make a machine nobody measures EXCELLENT
+--   from the absence of breakdown records; quality (SPC alerts) adds 0.20 but says nothing without
+--   telemetry behind it, and performance exists only with OEE. 0.40 is the least weight every
+--   measured score reaches (reliability with OEE 0.40, with sensors 0.45) and that no unmeasured one
+--   does (reliability 0.15, with quality 0.35).
 -- Status: EXCELLENT >= 90, GOOD >= 75, FAIR >= 50, POOR >= 30, CRITICAL < 30.
+-- Anomalies: anomaly_detected when the work center has ANOMALY_DETECTED or SENSOR_OUT_OF_RANGE
+--   events in the 24 hours up to the score (the sensor dimension's window, acknowledged or not);
+--   anomaly_severity is the highest of their severities, anomaly_type the event_code of the latest
+--   event with that severity (TEMPERATURE_HIGH, VIBRATION_ANOMALY, COUNT_RATE_ANOMALY; the event
+--   type for events recorded without a code); details.anomalyEvents24h counts them.
 -- 7-day change: this score minus the latest stored score at least 7 days older (within one more day),
 --   else minus the oldest score of the last 7 days if it is at least a day old. Trend: IMPROVING > +5,
 --   STABLE -5..+5, DEGRADING -10..-5, RAPIDLY_DEGRADING < -10; none without a baseline.
+
+insert into iot_private.settings (key, value) values ('health_min_scored_weight', '0.40')
+on conflict (key) do nothing;
+
+-- Read by every scoring pass: refuse a value that could not be used, when it is written.
+create or replace function iot_private.tg_settings__check_health_settings() returns trigger
+  language plpgsql
+  set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if new.key = 'health_min_scored_weight'
+     and (case when new.value ~ '^\s*[0-9]{1,3}(\.[0-9]+)?\s*$' then new.value::numeric > 1 else true end) then
+    raise exception 'setting health_min_scored_weight must be a weight from 0 to 1, not %', new.value using errcode = '22023';
+  end if;
+  return new;
+end
+$$;
+drop trigger if exists _210_check_health_settings on iot_private.settings;
+create trigger _210_check_health_settings before insert or update on iot_private.settings
+  for each row execute function iot_private.tg_settings__check_health_settings();
 
 create or replace function iot_private.health_status(score numeric) returns text
   language sql immutable
@@ -176,8 +208,15 @@ as $$
 $$;
 
 -- All five dimensions and the derived fields for the given work centers at `at` (nothing stored).
-create or replace function iot_private.compute_health_scores(work_center_ids uuid[], at timestamptz)
-  returns setof iot_private.equipment_health_scores
+-- Named columns (not the table's row type), so the column order of the stored table does not matter.
+drop function if exists iot_private.compute_health_scores(uuid[], timestamptz);
+create function iot_private.compute_health_scores(work_center_ids uuid[], at timestamptz)
+  returns table (score_timestamp timestamptz, tenant_id uuid, work_center_id uuid,
+                 overall_health_score numeric, sensor_health_score numeric, oee_health_score numeric,
+                 quality_health_score numeric, reliability_health_score numeric, performance_health_score numeric,
+                 health_status text, health_score_7d_avg numeric, health_score_30d_avg numeric,
+                 health_score_change_7d numeric, trend_direction text, risk_factors jsonb, recommended_action text,
+                 details jsonb, anomaly_detected boolean, anomaly_severity text, anomaly_type text)
   language sql stable
   set search_path = pg_catalog, pg_temp
 as $$
@@ -200,6 +239,20 @@ as $$
                    join iot.iot_devices d on d.id = c.device_id where d.work_center_id = w.id and l.is_active) as has_limits
     from wc w left join iot.spc_alerts a on a.work_center_id = w.id and a.detected_at > at - interval '7 days' and a.detected_at <= at
     group by w.id
+  ), anomalies as (
+    -- The window's threshold and anomaly events: how many, the highest severity, and the code of
+    -- the latest event with it.
+    select e.work_center_id, count(*) as n,
+           (array_agg(e.severity order by array_position(array['INFO', 'WARNING', 'ERROR', 'CRITICAL'], e.severity) desc,
+                      e.event_timestamp desc))[1] as severity,
+           (array_agg(coalesce(e.event_code, e.event_type)
+                      order by array_position(array['INFO', 'WARNING', 'ERROR', 'CRITICAL'], e.severity) desc,
+                      e.event_timestamp desc))[1] as type
+    from iot_private.equipment_events e
+    where e.work_center_id = any (work_center_ids)
+      and e.event_type in ('ANOMALY_DETECTED', 'SENSOR_OUT_OF_RANGE')
+      and e.event_timestamp > at - interval '24 hours' and e.event_timestamp <= at
+    group by e.work_center_id
   ), breakdowns as (
     select w.id as work_center_id, count(m.*) as n
     from wc w left join iot.maintenance_records m on m.work_center_id = w.id and m.maintenance_type = 'BREAKDOWN'
@@ -223,7 +276,7 @@ as $$
     left join oee_base ob on ob.work_center_id = w.id
     join spc q on q.work_center_id = w.id
     join breakdowns b on b.work_center_id = w.id
-  ), scored as (
+  ), weighted as (
     select d.*,
            round((coalesce(0.30 * d.sensor_score, 0) + coalesce(0.25 * d.oee_score, 0) + coalesce(0.20 * d.quality_score, 0)
                   + coalesce(0.15 * d.reliability_score, 0) + coalesce(0.10 * d.performance_score, 0))
@@ -234,21 +287,30 @@ as $$
              + (case when d.quality_score is null then 0 else 0.20 end) + (case when d.reliability_score is null then 0 else 0.15 end)
              + (case when d.performance_score is null then 0 else 0.10 end) as weight_total
     from dims d
+  ), scored as (
+    -- Below the minimum scored weight: no overall score (the dimensions are kept).
+    select w.id, w.tenant_id, w.sensor_score, w.channels, w.oee_score, w.quality_score, w.high, w.low,
+           w.reliability_score, w.breakdowns, w.performance_score, w.oee, w.performance, w.ct7, w.ct_base,
+           w.weight_total, m.min_weight,
+           case when w.weight_total >= m.min_weight then w.overall end as overall
+    from weighted w
+    cross join (select coalesce((select s.value::numeric from iot_private.settings s where s.key = 'health_min_scored_weight'),
+                                0.40) as min_weight) m
   ), history as (
     select s.id,
-           (select avg(v) from (select h.overall_score as v from iot_private.equipment_health_scores h
-                                 where h.work_center_id = s.id and h.time > at - interval '7 days' and h.time < at
+           (select avg(v) from (select h.overall_health_score as v from iot_private.equipment_health_scores h
+                                 where h.work_center_id = s.id and h.score_timestamp > at - interval '7 days' and h.score_timestamp < at
                                  union all select s.overall) x) as avg7,
-           (select avg(v) from (select h.overall_score as v from iot_private.equipment_health_scores h
-                                 where h.work_center_id = s.id and h.time > at - interval '30 days' and h.time < at
+           (select avg(v) from (select h.overall_health_score as v from iot_private.equipment_health_scores h
+                                 where h.work_center_id = s.id and h.score_timestamp > at - interval '30 days' and h.score_timestamp < at
                                  union all select s.overall) x) as avg30,
            coalesce(
-             (select h.overall_score from iot_private.equipment_health_scores h
-               where h.work_center_id = s.id and h.time <= at - interval '7 days' and h.time > at - interval '8 days'
-                 and h.overall_score is not null order by h.time desc limit 1),
-             (select h.overall_score from iot_private.equipment_health_scores h
-               where h.work_center_id = s.id and h.time > at - interval '7 days' and h.time <= at - interval '1 day'
-                 and h.overall_score is not null order by h.time limit 1)) as baseline
+             (select h.overall_health_score from iot_private.equipment_health_scores h
+               where h.work_center_id = s.id and h.score_timestamp <= at - interval '7 days' and h.score_timestamp > at - interval '8 days'
+                 and h.overall_health_score is not null order by h.score_timestamp desc limit 1),
+             (select h.overall_health_score from iot_private.equipment_health_scores h
+               where h.work_center_id = s.id and h.score_timestamp > at - interval '7 days' and h.score_timestamp <= at - interval '1 day'
+                 and h.overall_health_score is not null order by h.score_timestamp limit 1)) as baseline
     from scored s
   )
   select at, s.tenant_id, s.id,
@@ -274,11 +336,19 @@ as $$
            when 'FAIR' then 'Watch closely; plan an inspection at the next planned stop.'
            when 'GOOD' then 'Normal operation; keep the maintenance schedule.'
            when 'EXCELLENT' then 'No action needed.'
-           else 'No data to score: check that sensors report and production runs are recorded.'
+           else format('Not enough data to score (weight %s of the %s needed). Missing: %s. Check that sensors report and production runs are recorded.',
+                       s.weight_total, s.min_weight,
+                       concat_ws('; ',
+                         case when s.sensor_score is null then 'readings in the last 24 h from active channels with a normal range (sensor health)' end,
+                         case when s.oee_score is null then 'production runs in the last 7 days (OEE and performance health)' end,
+                         case when s.quality_score is null then 'SPC control limits (quality health)' end))
          end,
-         jsonb_build_object('weightsUsed', s.weight_total, 'oee7d', s.oee, 'performance7d', s.performance,
-                            'cycleTime7dSeconds', s.ct7, 'cycleTimeBaselineSeconds', s.ct_base)
+         jsonb_build_object('weightsUsed', s.weight_total, 'minScoredWeight', s.min_weight, 'oee7d', s.oee,
+                            'performance7d', s.performance, 'cycleTime7dSeconds', s.ct7,
+                            'cycleTimeBaselineSeconds', s.ct_base, 'anomalyEvents24h', coalesce(a.n, 0)),
+         a.n is not null, a.severity, a.type
   from scored s join history h on h.id = s.id
+  left join anomalies a on a.work_center_id = s.id
 $$;
 
 -- Stores scores at `at` for the given work centers (null = all active). A second run for the same
@@ -292,8 +362,16 @@ declare
 begin
   perform iot_private.ensure_partitions('equipment_health_scores', at, at);
   insert into iot_private.equipment_health_scores
-  select * from iot_private.compute_health_scores(
-    coalesce(work_center_ids, array(select id from iot.work_centers where is_active)), at)
+    (score_timestamp, tenant_id, work_center_id, overall_health_score, sensor_health_score, oee_health_score,
+     quality_health_score, reliability_health_score, performance_health_score, health_status, health_score_7d_avg,
+     health_score_30d_avg, health_score_change_7d, trend_direction, risk_factors, recommended_action, details,
+     anomaly_detected, anomaly_severity, anomaly_type)
+  select c.score_timestamp, c.tenant_id, c.work_center_id, c.overall_health_score, c.sensor_health_score, c.oee_health_score,
+         c.quality_health_score, c.reliability_health_score, c.performance_health_score, c.health_status, c.health_score_7d_avg,
+         c.health_score_30d_avg, c.health_score_change_7d, c.trend_direction, c.risk_factors, c.recommended_action, c.details,
+         c.anomaly_detected, c.anomaly_severity, c.anomaly_type
+  from iot_private.compute_health_scores(
+    coalesce(work_center_ids, array(select id from iot.work_centers where is_active)), at) c
   on conflict do nothing;
   get diagnostics stored = row_count;
   return stored;
@@ -315,7 +393,7 @@ begin
   perform iot_private.store_health_scores(array[work_center_id], at);
   perform iot_private.raise_predictive_alerts(array[work_center_id], at);
   select * into result from iot.equipment_health_scores h
-   where h.work_center_id = calculate_equipment_health_score.work_center_id and h.calculated_at = at;
+   where h.work_center_id = calculate_equipment_health_score.work_center_id and h.score_timestamp = at;
   return result;
 end
 $$;
@@ -332,9 +410,9 @@ as $$
   select h.* from iot.equipment_health_scores h
   where (equipment_health_scores.health_status is null or h.health_status = equipment_health_scores.health_status)
     and (equipment_health_scores.work_center_id is null or h.work_center_id = equipment_health_scores.work_center_id)
-    and (since is null or h.calculated_at >= since)
-    and (until is null or h.calculated_at <= until)
-  order by h.calculated_at desc
+    and (since is null or h.score_timestamp >= since)
+    and (until is null or h.score_timestamp <= until)
+  order by h.score_timestamp desc
 $$;
 comment on function iot.equipment_health_scores(text, uuid, timestamptz, timestamptz) is
   'Health scores, newest first, filtered by status, work center and date range.';
@@ -360,10 +438,10 @@ begin
   end if;
   perform iot.check_time_range(since, until, interval '3660 days');
   return query
-    select h.work_center_id, date_trunc(bucket, h.calculated_at, 'UTC'), round(avg(h.overall_score), 2),
-           min(h.overall_score), max(h.overall_score), count(*)::integer
+    select h.work_center_id, date_trunc(bucket, h.score_timestamp, 'UTC'), round(avg(h.overall_health_score), 2),
+           min(h.overall_health_score), max(h.overall_health_score), count(*)::integer
     from iot.equipment_health_scores h
-    where h.calculated_at >= since and h.calculated_at <= until
+    where h.score_timestamp >= since and h.score_timestamp <= until
       and (equipment_health_trends.work_center_id is null or h.work_center_id = equipment_health_trends.work_center_id)
     group by 1, 2 order by 1, 2;
 end

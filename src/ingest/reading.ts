@@ -11,6 +11,8 @@ export interface Reading {
   value: number;
   unit: string;
   quality: Quality;
+  /** What the payload carried beyond the contract (and the raw quality word when it was mapped); null when nothing. */
+  metadata?: Record<string, unknown> | null;
 }
 
 export interface DeadLetter {

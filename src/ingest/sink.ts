@@ -48,7 +48,8 @@ const copyText = (s: string) => s.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\
 function toCopyRows(batch: Reading[]): string {
   let out = '';
   for (const r of batch) {
-    out += `${r.time.toISOString()}\t${r.tenantId}\t${r.deviceId}\t${copyText(r.sensorType)}\t${r.value}\t${copyText(r.unit)}\t${r.quality}\n`;
+    const metadata = r.metadata ? copyText(JSON.stringify(r.metadata)) : '\\N';
+    out += `${r.time.toISOString()}\t${r.tenantId}\t${r.deviceId}\t${copyText(r.sensorType)}\t${r.value}\t${copyText(r.unit)}\t${r.quality}\t${metadata}\n`;
   }
   return out;
 }
@@ -199,7 +200,7 @@ export class ReadingSink extends EventEmitter {
         await client.query('select iot_private.create_reading_staging()');
         await new Promise<void>((resolve, reject) => {
           const stream = client.query(copyFrom(
-            'copy pg_temp.reading_staging (time, tenant_id, device_id, sensor_type, value, unit, quality) from stdin'));
+            'copy pg_temp.reading_staging (time, tenant_id, device_id, sensor_type, value, unit, quality, metadata) from stdin'));
           stream.on('error', reject);
           stream.on('finish', resolve);
           stream.end(toCopyRows(batch));

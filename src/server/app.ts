@@ -8,6 +8,8 @@ import type { Pool } from 'pg';
 import { enhanceHttpServerWithSubscriptions, makePluginHook, postgraphile } from 'postgraphile';
 import { logger } from '../lib/log';
 import { renderMetrics } from '../lib/metrics';
+import { ExactNamesPlugin } from './plugins/exact-names';
+import { NumericAsFloatPlugin } from './plugins/numeric-as-float';
 import { pageCapPlugin } from './plugins/page-cap';
 import { SubscriptionsPlugin } from './plugins/subscriptions';
 
@@ -48,7 +50,7 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
     jwtPgTypeIdentifier: 'iot.jwt_token',
     jwtVerifyOptions: { algorithms: ['HS256'] },
     pgDefaultRole: 'iot_anonymous',
-    appendPlugins: [PgSimplifyInflectorPlugin, SubscriptionsPlugin, pageCapPlugin(options.maxPageSize)],
+    appendPlugins: [PgSimplifyInflectorPlugin, ExactNamesPlugin, NumericAsFloatPlugin, SubscriptionsPlugin, pageCapPlugin(options.maxPageSize)],
     extendedErrors: ['errcode', 'detail', 'hint'],
     disableQueryLog: true,
     retryOnInitFail: true,

@@ -4,6 +4,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Quality, Reading } from '../../src/ingest/reading';
 import { ReadingSink } from '../../src/ingest/sink';
+import { rejects } from '../helpers/assert';
 import { createTestDatabase, seedSmallPlant, TestDatabase } from '../helpers/db';
 
 const test = suite('db: threshold and anomaly events per batch');
@@ -49,13 +50,23 @@ async function ingest(...batches: Reading[][]): Promise<void> {
   assert.is(sink.stats.deadLetters, 0, 'no reading was refused');
 }
 
-interface EventRow { time: Date; event_type: string; severity: string; message: string; details: Record<string, unknown> }
+interface EventRow {
+  event_timestamp: Date; event_type: string; event_code: string; severity: string; event_description: string;
+  metadata: Record<string, unknown>;
+}
 async function events(deviceId: string, type?: string): Promise<EventRow[]> {
   const { rows } = await db.pool.query<EventRow>(
-    `select time, event_type, severity, message, details from iot_private.equipment_events
-     where device_id = $1 and ($2::text is null or event_type = $2) order by time, event_type`, [deviceId, type ?? null]);
+    `select event_timestamp, event_type, event_code, severity, event_description, metadata from iot_private.equipment_events
+     where iot_device_id = $1 and ($2::text is null or event_type = $2) order by event_timestamp, event_type`, [deviceId, type ?? null]);
   return rows;
 }
+/** Minimum durations of excursions (iot_private.settings); 0 and 0 is plain hysteresis. */
+async function durations(excursionSeconds: number, recoverySeconds: number): Promise<void> {
+  await db.pool.query(
+    `insert into iot_private.settings (key, value) values ('excursion_min_seconds', $1), ('recovery_min_seconds', $2)
+     on conflict (key) do update set value = excluded.value, updated_at = now()`, [String(excursionSeconds), String(recoverySeconds)]);
+}
+const at = (ms: number) => new Date(ms).toISOString();
 const OOR = 'SENSOR_OUT_OF_RANGE';
 const ANOMALY = 'ANOMALY_DETECTED';
 
@@ -73,8 +84,15 @@ function noise(seed: number, amplitude: number): () => number {
 const fill = <T = number>(n: number, f: (i: number) => T): T[] => Array.from({ length: n }, (_, i) => f(i));
 const day = (n: number) => Date.parse('2026-03-01T00:00:00Z') + n * 86_400_000;
 
-test('a run of out-of-range readings over several batches raises one event; hysteresis decides when it ends', async () => {
-  const temp: Channel = { sensorType: 'temperature', unit: '°F' }; // type default 60-75: margin 0.75, reset at <= 74.25
+
+// Plain hysteresis first (both minimum durations 0): the margin alone decides.
+test('plain hysteresis: a run of out-of-range readings over several batches raises one event; the margin decides when it ends', async () => {
+  const defaults = await db.pool.query(`select key, value from iot_private.settings
+    where key in ('excursion_min_seconds', 'recovery_min_seconds', 'counter_sensor_types') order by key`);
+  assert.equal(defaults.rows.map((r) => [r.key, r.value]),
+    [['counter_sensor_types', 'COUNT'], ['excursion_min_seconds', '30'], ['recovery_min_seconds', '30']], 'the defaults');
+  await durations(0, 0);
+  const temp: Channel = { sensorType: 'TEMPERATURE', unit: '°F' }; // type default 60-75: margin 0.75, back at <= 74.25
   const id = await device('EV-HYST', [temp]);
   const t0 = day(0);
   await ingest(
@@ -84,10 +102,14 @@ test('a run of out-of-range readings over several batches raises one event; hyst
   );
   let oor = await events(id, OOR);
   assert.is(oor.length, 1, 'one event for the whole excursion');
-  assert.is(oor[0].time.getTime(), t0 + 20_000, 'at the first reading outside the range');
-  assert.is(oor[0].severity, 'MEDIUM', '1 °F over is within 20% of the width');
-  assert.is(oor[0].message, 'temperature 76 °F above normal range 60–75 on device EV-HYST');
-  assert.equal(oor[0].details, { value: 76, normalMin: 60, normalMax: 75, side: 'above', hysteresisMargin: 0.75 });
+  assert.is(oor[0].event_timestamp.getTime(), t0 + 20_000, 'at the first reading outside the range');
+  assert.is(oor[0].severity, 'WARNING', '1 °F over is within 20% of the width');
+  assert.is(oor[0].event_code, 'TEMPERATURE_HIGH');
+  assert.is(oor[0].event_description, 'TEMPERATURE above normal range 60–75 on device EV-HYST for 0 s, peak 76 °F');
+  const { confirmedAt, ...rest } = oor[0].metadata;
+  assert.equal(rest, { value: 76, normalMin: 60, normalMax: 75, side: 'above', hysteresisMargin: 0.75,
+    durationSeconds: 0, minExcursionSeconds: 0, minRecoverySeconds: 0 });
+  assert.is(new Date(confirmedAt as string).getTime(), t0 + 20_000);
 
   // Back inside but within the margin (74.5 > 74.25), then out again: the same excursion.
   await ingest(series(id, temp, t0 + 83_000, [74.5, 74.3, 74.26, 76, 77]));
@@ -98,22 +120,25 @@ test('a run of out-of-range readings over several batches raises one event; hyst
   await ingest(series(id, temp, t0 + 91_000, [72, 80.5, 81]));
   oor = await events(id, OOR);
   assert.is(oor.length, 2);
-  assert.is(oor[1].time.getTime(), t0 + 92_000);
-  assert.is(oor[1].severity, 'HIGH', '5.5 °F over is more than 20% of the 15 °F width');
+  assert.is(oor[1].event_timestamp.getTime(), t0 + 92_000);
+  assert.is(oor[1].severity, 'ERROR', '5.5 °F over is more than 20% of the 15 °F width');
 
   // Within one batch: in, out below, back, out above: two more.
   await ingest(series(id, temp, t0 + 94_000, [70, 70, 59, 58, 65, 90]));
   oor = await events(id, OOR);
   assert.is(oor.length, 4);
-  assert.match(oor[2].message, 'temperature 59 °F below normal range 60–75');
-  assert.is(oor[2].details.side, 'below');
+  assert.is(oor[2].event_description, 'TEMPERATURE below normal range 60–75 on device EV-HYST for 0 s, peak 59 °F');
+  assert.equal([oor[2].metadata.side, oor[2].event_code], ['below', 'TEMPERATURE_LOW']);
   const state = await db.pool.query(
-    `select out_of_range, excursion_side, excursion_started_at from iot_private.channel_event_state where device_id = $1`, [id]);
-  assert.equal(state.rows[0], { out_of_range: true, excursion_side: 'above', excursion_started_at: new Date(t0 + 99_000) });
+    `select out_of_range, excursion_side, excursion_started_at, excursion_confirmed, excursion_peak_value
+     from iot_private.channel_event_state where device_id = $1`, [id]);
+  assert.equal(state.rows[0], { out_of_range: true, excursion_side: 'above', excursion_started_at: new Date(t0 + 99_000),
+    excursion_confirmed: true, excursion_peak_value: 90 });
 });
 
 test('duplicates re-ingested and late readings raise nothing new; BAD readings are ignored', async () => {
-  const temp: Channel = { sensorType: 'temperature', unit: '°F' };
+  await durations(0, 0);
+  const temp: Channel = { sensorType: 'TEMPERATURE', unit: '°F' };
   const id = await device('EV-DUP', [temp]);
   const t0 = day(1);
   const first = series(id, temp, t0, [...fill(40, () => 70), ...fill(10, () => 90), ...fill(10, () => 70)]);
@@ -134,9 +159,10 @@ test('duplicates re-ingested and late readings raise nothing new; BAD readings a
 });
 
 test('one-sided ranges: vibration 0–2.5 by default, an upper or lower bound alone', async () => {
-  const vib: Channel = { sensorType: 'vibration', unit: 'mm/s' };
-  const speed: Channel = { sensorType: 'speed', unit: 'sheets/h', max: 10_000 }; // no type default: upper bound only
-  const power: Channel = { sensorType: 'power', unit: 'kW', min: 5 }; // lower bound only
+  await durations(0, 0);
+  const vib: Channel = { sensorType: 'VIBRATION', unit: 'mm/s' };
+  const speed: Channel = { sensorType: 'SPEED', unit: 'sheets/h', max: 10_000 }; // no type default: upper bound only
+  const power: Channel = { sensorType: 'POWER', unit: 'kW', min: 5 }; // lower bound only
   const id = await device('EV-ONESIDED', [vib, speed, power]);
   const t0 = day(2);
   await ingest([
@@ -146,28 +172,30 @@ test('one-sided ranges: vibration 0–2.5 by default, an upper or lower bound al
     ...series(id, power, t0, [6, 4.9, 5.2, 4, 5.25, 4.8]), // margin 0.25: 5.2 holds, 5.25 ends
   ]);
   const oor = await events(id, OOR);
-  const messages = oor.map((e) => e.message);
-  assert.equal(messages.filter((m) => m.startsWith('vibration')), [
-    'vibration 2.6 mm/s above normal range 0–2.5 on device EV-ONESIDED',
-    'vibration 3.5 mm/s above normal range 0–2.5 on device EV-ONESIDED',
+  const messages = oor.map((e) => e.event_description);
+  assert.equal(messages.filter((m) => m.startsWith('VIBRATION')), [
+    'VIBRATION above normal range 0–2.5 on device EV-ONESIDED for 0 s, peak 2.6 mm/s',
+    'VIBRATION above normal range 0–2.5 on device EV-ONESIDED for 0 s, peak 3.5 mm/s',
   ]);
-  assert.equal(oor.filter((e) => e.message.startsWith('speed')).map((e) => [e.message, e.severity]), [
-    ['speed 10100 sheets/h above normal maximum 10000 on device EV-ONESIDED', 'MEDIUM'],
-    ['speed 12100 sheets/h above normal maximum 10000 on device EV-ONESIDED', 'HIGH'],
+  assert.equal(oor.filter((e) => e.event_description.startsWith('SPEED')).map((e) => [e.event_description, e.severity, e.event_code]), [
+    ['SPEED above normal maximum 10000 on device EV-ONESIDED for 0 s, peak 10100 sheets/h', 'WARNING', 'SPEED_HIGH'],
+    ['SPEED above normal maximum 10000 on device EV-ONESIDED for 0 s, peak 12100 sheets/h', 'ERROR', 'SPEED_HIGH'],
   ]);
-  assert.equal(messages.filter((m) => m.startsWith('power')), [
-    'power 4.9 kW below normal minimum 5 on device EV-ONESIDED',
-    'power 4.8 kW below normal minimum 5 on device EV-ONESIDED',
+  assert.equal(oor.filter((e) => e.event_description.startsWith('POWER')).map((e) => [e.event_description, e.event_code]), [
+    ['POWER below normal minimum 5 on device EV-ONESIDED for 0 s, peak 4.9 kW', 'POWER_LOW'],
+    ['POWER below normal minimum 5 on device EV-ONESIDED for 0 s, peak 4.8 kW', 'POWER_LOW'],
   ]);
-  assert.equal(oor.find((e) => e.message.startsWith('speed'))!.details,
-    { value: 10_100, normalMin: null, normalMax: 10_000, side: 'above', hysteresisMargin: 500 });
+  const speedEvent = oor.find((e) => e.event_description.startsWith('SPEED'))!.metadata;
+  assert.equal([speedEvent.value, speedEvent.normalMin, speedEvent.normalMax, speedEvent.side, speedEvent.hysteresisMargin],
+    [10_100, null, 10_000, 'above', 500]);
 });
 
 test("a channel's own range overrides its sensor type's default, end by end; no range, no threshold events", async () => {
-  const pressure: Channel = { sensorType: 'pressure', unit: 'PSI', min: 10, max: 20 }; // type default 80-120
-  const temp: Channel = { sensorType: 'temperature', unit: '°F', max: 90 }; // min falls back to 60
-  const weight: Channel = { sensorType: 'weight', unit: 'kg' }; // no range anywhere
-  const humid: Channel = { sensorType: 'humidity', unit: '%RH', max: 30 }; // 35 (default min) >= 30: own ends only
+  await durations(0, 0);
+  const pressure: Channel = { sensorType: 'PRESSURE', unit: 'PSI', min: 10, max: 20 }; // type default 80-120
+  const temp: Channel = { sensorType: 'TEMPERATURE', unit: '°F', max: 90 }; // min falls back to 60
+  const weight: Channel = { sensorType: 'WEIGHT', unit: 'kg' }; // no range anywhere
+  const humid: Channel = { sensorType: 'HUMIDITY', unit: '%RH', max: 30 }; // 35 (default min) >= 30: own ends only
   const id = await device('EV-OVERRIDE', [pressure, temp, weight, humid]);
   const t0 = day(3);
   await ingest([
@@ -176,17 +204,133 @@ test("a channel's own range overrides its sensor type's default, end by end; no 
     ...series(id, weight, t0, [1, 1000, -50, 1e6, 3]),
     ...series(id, humid, t0, [10, 20, 31]),
   ]);
-  assert.equal((await events(id, OOR)).map((e) => e.message).sort(), [
-    'humidity 31 %RH above normal maximum 30 on device EV-OVERRIDE',
-    'pressure 25 PSI above normal range 10–20 on device EV-OVERRIDE',
-    'temperature 59 °F below normal range 60–90 on device EV-OVERRIDE',
-    'temperature 95 °F above normal range 60–90 on device EV-OVERRIDE',
+  assert.equal((await events(id, OOR)).map((e) => e.event_description).sort(), [
+    'HUMIDITY above normal maximum 30 on device EV-OVERRIDE for 0 s, peak 31 %RH',
+    'PRESSURE above normal range 10–20 on device EV-OVERRIDE for 0 s, peak 25 PSI',
+    'TEMPERATURE above normal range 60–90 on device EV-OVERRIDE for 0 s, peak 95 °F',
+    'TEMPERATURE below normal range 60–90 on device EV-OVERRIDE for 0 s, peak 59 °F',
   ]);
 });
 
+// The defaults from here on: out of range for 30 s to open an excursion, back for 30 s to close it.
+test('minimum durations: a noisy fault crossing the bound back and forth for 60 s raises one event per excursion', async () => {
+  await durations(30, 30); // the defaults
+  const pressure: Channel = { sensorType: 'PRESSURE', unit: 'PSI' }; // 80-120: margin 2, back at <= 118
+  const small = await device('EV-NOISY-5', [pressure]);
+  const whole = await device('EV-NOISY-ALL', [pressure]);
+  const t0 = day(8);
+  const rnd = noise(5, 4); // a fault at 121 PSI with +-4 of noise: wider than the 2 PSI hysteresis
+  const fault = () => fill(60, () => 121 + rnd());
+  const faults = [fault(), fault()];
+  const values = [...fill(40, () => 100), ...faults[0], ...fill(60, () => 100), ...faults[1], ...fill(60, () => 100)];
+  // The series is what the issue saw: inside the hysteresis band and out again, many times per fault.
+  const reentries = (f: number[]) => f.filter((v, i) => i > 0 && v <= 118 && f.slice(0, i).some((u) => u > 120)).length;
+  assert.ok(faults.every((f) => reentries(f) >= 4), `re-entries ${faults.map(reentries)}`);
+  const readings = (id: string) => series(id, pressure, t0, values);
+  const batches = (r: Reading[], n: number) => fill(Math.ceil(r.length / n), (i) => r.slice(i * n, i * n + n));
+  await ingest(...batches(readings(small), 5)); // 1 Hz in batches of 5
+  await ingest(readings(whole));
+  const oor = await events(small, OOR);
+  assert.is(oor.length, 2, oor.map((e) => e.event_description).join('\n'));
+  const firstOut = (offset: number, f: number[]) => t0 + (offset + f.findIndex((v) => v > 120)) * 1000;
+  assert.equal(oor.map((e) => e.event_timestamp.getTime()), [firstOut(40, faults[0]), firstOut(160, faults[1])],
+    'stamped at the first reading out of range');
+  for (const [i, e] of oor.entries()) {
+    const confirmed = new Date(e.metadata.confirmedAt as string).getTime();
+    assert.ok(confirmed - e.event_timestamp.getTime() >= 30_000 && confirmed - e.event_timestamp.getTime() < 35_000, `confirmed ${at(confirmed)}`);
+    const upTo = faults[i].slice(0, (confirmed - t0) / 1000 - (i === 0 ? 40 : 160) + 1);
+    assert.is(e.metadata.value, Math.max(...upTo), 'the peak up to the event');
+    assert.equal([e.severity, e.event_code, e.metadata.minExcursionSeconds, e.metadata.minRecoverySeconds], ['WARNING', 'PRESSURE_HIGH', 30, 30]);
+    assert.match(e.event_description, /^PRESSURE above normal range 80–120 on device EV-NOISY-5 for 3\d s, peak 12[0-5](\.\d+)? PSI$/);
+  }
+  const strip = (rows: EventRow[]) => rows.map((e) => [e.event_timestamp, e.severity, e.event_code, e.metadata]);
+  assert.equal(strip(await events(whole, OOR)), strip(oor), 'the same events whatever the batches');
+  let backFrom = values.length - 1;
+  while (backFrom > 0 && values[backFrom - 1] <= 118) backFrom--;
+  const state = await db.pool.query(`select out_of_range, excursion_confirmed, back_since from iot_private.channel_event_state where device_id = $1`, [small]);
+  assert.equal(state.rows[0], { out_of_range: false, excursion_confirmed: false, back_since: new Date(t0 + backFrom * 1000) });
+});
+
+test('minimum durations: a spike shorter than the minimum raises nothing; 30 s out of range raises one event', async () => {
+  const pressure: Channel = { sensorType: 'PRESSURE', unit: 'PSI' };
+  const id = await device('EV-SHORT', [pressure]);
+  const t0 = day(9);
+  await ingest(series(id, pressure, t0, [...fill(40, () => 100), ...fill(10, () => 130), ...fill(60, () => 100)]));
+  // Two spikes of 5 s, 20 s apart (24 s from the first out reading to the last): still too short.
+  await ingest(series(id, pressure, t0 + 110_000, [...fill(5, () => 125), ...fill(15, () => 100), ...fill(5, () => 75), ...fill(60, () => 100)]));
+  // Out of range for 29 s (30 readings): nothing. For 30 s (31 readings): one event.
+  await ingest(series(id, pressure, t0 + 195_000, [...fill(30, () => 124), ...fill(40, () => 100)]));
+  assert.equal(await events(id, OOR), [], 'nothing shorter than 30 s');
+  // Then 30 s below, back for 20 s (less than a recovery), and above for 40 s: one excursion.
+  await ingest(series(id, pressure, t0 + 265_000, [...fill(31, () => 74), ...fill(20, () => 100), ...fill(40, () => 130)]));
+  const oor = await events(id, OOR);
+  assert.equal(oor.map((e) => [e.event_timestamp.getTime(), e.event_code, e.severity, e.metadata.durationSeconds, e.metadata.value]),
+    [[t0 + 265_000, 'PRESSURE_LOW', 'WARNING', 30, 74]], 'a recovery must last 30 s');
+  // 40 s back inside ends it (at 30 s): the next excursion is a new event (10 PSI over 40 is 25% of the width).
+  await ingest(series(id, pressure, t0 + 356_000, [...fill(40, () => 100), ...fill(40, () => 130)]));
+  const again = await events(id, OOR);
+  assert.equal(again.map((e) => [e.event_timestamp.getTime(), e.severity, e.event_code]),
+    [[t0 + 265_000, 'WARNING', 'PRESSURE_LOW'], [t0 + 396_000, 'ERROR', 'PRESSURE_HIGH']]);
+});
+
+test('the minimum durations are settings, checked when written', async () => {
+  for (const [key, value] of [['excursion_min_seconds', 'soon'], ['recovery_min_seconds', '-5'], ['excursion_min_seconds', '90000'],
+                              ['counter_sensor_types', 'count']]) {
+    await rejects(() => db.pool.query(`update iot_private.settings set value = $2 where key = $1`, [key, value]), key, '22023');
+  }
+  await db.pool.query(`update iot_private.settings set value = ' 45.5 ' where key = 'excursion_min_seconds'`);
+  await db.pool.query(`update iot_private.settings set value = 'COUNT, PRESS_COUNTER' where key = 'counter_sensor_types'`);
+  await db.pool.query(`update iot_private.settings set value = '30' where key = 'excursion_min_seconds'`);
+  await db.pool.query(`update iot_private.settings set value = 'COUNT' where key = 'counter_sensor_types'`);
+});
+
+test('cumulative counters are judged on their rate: a steady counter (with a reset) raises nothing', async () => {
+  const count: Channel = { sensorType: 'COUNT', unit: 'units' };
+  const id = await device('EV-COUNT', [count]);
+  const t0 = day(10);
+  let v = 1_000_000; // a lifetime counter, reset once to 0
+  const values = fill(4200, (i) => (i === 3000 ? (v = 0) : (v += 4 + (i % 3))));
+  const r = series(id, count, t0, values);
+  await ingest(...fill(70, (b) => r.slice(b * 60, b * 60 + 60)));
+  assert.equal(await events(id), [], 'no event from a counter counting (a reset is not an anomaly)');
+  const state = await db.pool.query(`select baseline_count, baseline_sum from iot_private.channel_event_state where device_id = $1`, [id]);
+  const { baseline_count: n, baseline_sum: sum } = state.rows[0];
+  assert.ok(n > 3400 && Math.abs(sum / n - 5) < 0.01, `the cached baseline holds rates: ${n} readings, mean ${sum / n}`);
+});
+
+test('cumulative counters: a stall and a rate jump each raise one anomaly, on live and backfill batches alike', async () => {
+  const count: Channel = { sensorType: 'COUNT', unit: 'units' };
+  const live = await device('EV-STALL-LIVE', [count]);
+  const backfill = await device('EV-STALL-BACKFILL', [count]);
+  const jump = await device('EV-JUMP', [count]);
+  const t0 = day(11);
+  let v = 500;
+  const stalled = fill(4200, (i) => (i >= 3900 && i < 4020 ? v : (v += 4 + (i % 3)))); // stopped for 2 minutes
+  let w = 0;
+  const doubled = fill(4200, (i) => (w += (i >= 3900 ? 10 : 4) + (i % 3))); // 5 a second, then 11
+  const chunks = (id: string, values: number[], n: number) => {
+    const r = series(id, count, t0, values);
+    return fill(Math.ceil(r.length / n), (b) => r.slice(b * n, b * n + n));
+  };
+  await ingest(...chunks(live, stalled, 60)); // a minute per batch: the cached history of rates
+  await ingest(...chunks(backfill, stalled, 600)); // ten minutes per batch: rates minute by minute from raw readings
+  await ingest(...chunks(jump, doubled, 60));
+  for (const id of [live, backfill]) {
+    const a = await events(id);
+    assert.is(a.length, 1, a.map((e) => e.event_description).join('\n'));
+    assert.equal([a[0].event_type, a[0].event_code, a[0].event_timestamp.getTime()], [ANOMALY, 'COUNT_RATE_ANOMALY', t0 + 3900_000]);
+    assert.equal([a[0].metadata.judgedOn, a[0].metadata.value, a[0].metadata.counterValue], ['rate', 0, stalled[3900]]);
+    assert.ok(Math.abs((a[0].metadata.mean as number) - 5) < 0.05, `mean rate ${a[0].metadata.mean}`);
+    assert.ok((a[0].metadata.readings as number) >= 3500, `readings ${a[0].metadata.readings}`);
+    assert.match(a[0].event_description, /^COUNT rate 0 units\/s on device EV-STALL-\w+ is [\d.]+ standard deviations below the mean rate [\d.]+ of the previous 60 min/);
+  }
+  const j = await events(jump);
+  assert.equal(j.map((e) => [e.event_code, e.event_timestamp.getTime(), e.metadata.value]), [['COUNT_RATE_ANOMALY', t0 + 3900_000, 10]]);
+});
+
 test('a spike raises one ANOMALY_DETECTED; normal noise and a flat line raise none', async () => {
-  const power: Channel = { sensorType: 'power', unit: 'kW' }; // no range: only the anomaly detector
-  const flat: Channel = { sensorType: 'weight', unit: 'kg' };
+  const power: Channel = { sensorType: 'POWER', unit: 'kW' }; // no range: only the anomaly detector
+  const flat: Channel = { sensorType: 'WEIGHT', unit: 'kg' };
   const id = await device('EV-SPIKE', [power, flat]);
   const t0 = day(4);
   const rnd = noise(42, 1); // uniform, sigma 0.58: never beyond 1.8 sigma, steps never beyond 2.5
@@ -200,20 +344,21 @@ test('a spike raises one ANOMALY_DETECTED; normal noise and a flat line raise no
   await ingest([...series(id, power, t0 + 4_000_000, [...quiet(100, 2000), 80, ...quiet(100, 2101)], 2000),
                 ...series(id, flat, t0 + 400_000, [250.1, 250, 250.2], 2000)]);
   const anomalies = await events(id, ANOMALY);
-  assert.is(anomalies.length, 1, anomalies.map((e) => e.message).join('\n'));
+  assert.is(anomalies.length, 1, anomalies.map((e) => e.event_description).join('\n'));
   const a = anomalies[0];
-  assert.is(a.time.getTime(), t0 + 4_000_000 + 100 * 2000);
-  assert.is(a.severity, 'HIGH', 'about 30 sigma');
-  assert.is(a.details.value, 80);
-  assert.ok((a.details.zScore as number) > 8, `zScore ${a.details.zScore}`);
-  assert.ok(Math.abs((a.details.mean as number) - 50) < 4, `mean ${a.details.mean}`);
-  assert.is(a.details.windowMinutes, 60);
-  assert.ok((a.details.readings as number) >= 1000, `the baseline holds the previous hour: ${a.details.readings}`);
-  assert.match(a.message, /^power 80 kW on device EV-SPIKE is [\d.]+ standard deviations above the mean [\d.]+ of the previous 60 min/);
+  assert.is(a.event_timestamp.getTime(), t0 + 4_000_000 + 100 * 2000);
+  assert.is(a.severity, 'ERROR', 'about 30 sigma');
+  assert.is(a.event_code, 'POWER_ANOMALY');
+  assert.is(a.metadata.value, 80);
+  assert.ok((a.metadata.zScore as number) > 8, `zScore ${a.metadata.zScore}`);
+  assert.ok(Math.abs((a.metadata.mean as number) - 50) < 4, `mean ${a.metadata.mean}`);
+  assert.is(a.metadata.windowMinutes, 60);
+  assert.ok((a.metadata.readings as number) >= 1000, `the baseline holds the previous hour: ${a.metadata.readings}`);
+  assert.match(a.event_description, /^POWER 80 kW on device EV-SPIKE is [\d.]+ standard deviations above the mean [\d.]+ of the previous 60 min/);
 });
 
 test('a storm of spikes within 5 minutes raises one event; the next one after 5 minutes raises another', async () => {
-  const power: Channel = { sensorType: 'power', unit: 'kW' };
+  const power: Channel = { sensorType: 'POWER', unit: 'kW' };
   const id = await device('EV-STORM', [power]);
   const t0 = day(5);
   const rnd = noise(7, 0.5);
@@ -224,8 +369,8 @@ test('a storm of spikes within 5 minutes raises one event; the next one after 5 
   await ingest(series(id, power, t1, storm.slice(0, 16), 5000), series(id, power, t1 + 80_000, storm.slice(16, 32), 5000),
                series(id, power, t1 + 160_000, storm.slice(32), 5000));
   let anomalies = await events(id, ANOMALY);
-  assert.is(anomalies.length, 1, anomalies.map((e) => e.message).join('\n'));
-  assert.is(anomalies[0].time.getTime(), t1);
+  assert.is(anomalies.length, 1, anomalies.map((e) => e.event_description).join('\n'));
+  assert.is(anomalies[0].event_timestamp.getTime(), t1);
   const last = await db.pool.query(`select last_anomaly_at from iot_private.channel_event_state where device_id = $1`, [id]);
   assert.equal(last.rows[0].last_anomaly_at, new Date(t1));
   // Quiet for an hour, then a drop at t1 + 65 min: a second event.
@@ -233,13 +378,13 @@ test('a storm of spikes within 5 minutes raises one event; the next one after 5 
   await ingest(series(id, power, t2, [...fill(732, () => 20 + rnd()), 1], 5000));
   anomalies = await events(id, ANOMALY);
   assert.is(anomalies.length, 2);
-  assert.is(anomalies[1].time.getTime(), t2 + 732 * 5000);
-  assert.match(anomalies[1].message, 'below the mean');
+  assert.is(anomalies[1].event_timestamp.getTime(), t2 + 732 * 5000);
+  assert.match(anomalies[1].event_description, 'below the mean');
 });
 
 test('a level step fires once; a slow channel gets a stretched baseline (30 sampling intervals) and one event per episode', async () => {
-  const power: Channel = { sensorType: 'power', unit: 'kW' };
-  const slow: Channel = { sensorType: 'weight', unit: 'kg' };
+  const power: Channel = { sensorType: 'POWER', unit: 'kW' };
+  const slow: Channel = { sensorType: 'WEIGHT', unit: 'kg' };
   const id = await device('EV-STEP', [power, slow]);
   const t0 = day(6);
   const rnd = noise(3, 0.2);
@@ -249,14 +394,14 @@ test('a level step fires once; a slow channel gets a stretched baseline (30 samp
   // anomalous for two readings, 5 minutes apart (the rate limit would let both through): one episode.
   await ingest(series(id, slow, t0, [...fill(40, () => 500 + rnd() * 10), 600, 600, 600], 300_000));
   const anomalies = await events(id, ANOMALY);
-  assert.equal(anomalies.map((e) => [e.time.getTime(), e.message.split(' ')[0]]),
-    [[t0 + 600_000, 'power'], [t0 + 40 * 300_000, 'weight']]);
-  assert.is(anomalies[1].details.windowMinutes, 150);
-  assert.is(anomalies[1].details.readings, 30);
+  assert.equal(anomalies.map((e) => [e.event_timestamp.getTime(), e.event_description.split(' ')[0]]),
+    [[t0 + 600_000, 'POWER'], [t0 + 40 * 300_000, 'WEIGHT']]);
+  assert.is(anomalies[1].metadata.windowMinutes, 150);
+  assert.is(anomalies[1].metadata.readings, 30);
 });
 
 test('concurrent batches of one channel: one event per excursion, no deadlock', async () => {
-  const temp: Channel = { sensorType: 'temperature', unit: '°F' };
+  const temp: Channel = { sensorType: 'TEMPERATURE', unit: '°F' };
   const id = await device('EV-CONCURRENT', [temp]);
   const other = await device('EV-CONCURRENT-2', [temp]);
   const t0 = day(7);
@@ -274,7 +419,7 @@ test('concurrent batches of one channel: one event per excursion, no deadlock', 
 // Last: a refresh moves the rollup watermark to the present, after which historical readings are
 // "late" and reach the rollup views only at the next refresh.
 test('the baseline comes from the rollups across batches, before and after a rollup refresh', async () => {
-  const power: Channel = { sensorType: 'power', unit: 'kW' };
+  const power: Channel = { sensorType: 'POWER', unit: 'kW' };
   const before = await device('EV-ROLLUP-1', [power]);
   const after = await device('EV-ROLLUP-2', [power]);
   const rnd = noise(11, 0.5);
@@ -285,8 +430,8 @@ test('the baseline comes from the rollups across batches, before and after a rol
     await ingest(series(id, power, start + 62 * 60_000, [106])); // a lone spike in a batch of its own
     const anomalies = await events(id, ANOMALY);
     assert.is(anomalies.length, 1);
-    assert.ok((anomalies[0].details.readings as number) >= 3500, `readings ${anomalies[0].details.readings}`);
-    assert.ok(Math.abs((anomalies[0].details.mean as number) - 100) < 0.1);
+    assert.ok((anomalies[0].metadata.readings as number) >= 3500, `readings ${anomalies[0].metadata.readings}`);
+    assert.ok(Math.abs((anomalies[0].metadata.mean as number) - 100) < 0.1);
   };
   await spike(before); // rollup views aggregate raw readings (watermark -infinity on tiers 2-3)
   await db.pool.query('select iot_private.refresh_rollups()');

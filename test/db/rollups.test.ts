@@ -16,10 +16,10 @@ test.before(async () => {
 });
 test.after(async () => db.drop());
 
-async function store(times: Date[], value: (i: number) => number, sensorType = 'temperature') {
+async function store(times: Date[], value: (i: number) => number, sensorType = 'TEMPERATURE') {
   const sink = new ReadingSink(db.pool, { batchSize: 5000, maxWaitMs: 5, bufferMax: 100_000 });
   sink.add(times.map((time, i) => ({ time, tenantId: plant.tenantId, deviceId: plant.deviceId, sensorType, value: value(i),
-    unit: sensorType === 'temperature' ? '°F' : 'PSI', quality: 'GOOD' as const })));
+    unit: sensorType === 'TEMPERATURE' ? '°F' : 'PSI', quality: 'GOOD' as const })));
   await sink.close();
 }
 
@@ -58,7 +58,7 @@ test('rollup views equal aggregates of raw readings before, during and after ref
 test('late readings below the watermark invalidate their range and the next refresh repairs it', async () => {
   if (db.tier === 1) return console.log('  [rollups] tier 1 uses continuous aggregates; skipped');
   const late = Array.from({ length: 120 }, (_, i) => new Date(Date.now() - 2 * 3600_000 + i * 1000 + 500)); // half-second offsets: new rows
-  await store(late, () => 99, 'pressure');
+  await store(late, () => 99, 'PRESSURE');
   const inv = await db.pool.query(`select count(*)::int as n from iot_private.rollup_invalidations`);
   assert.ok(inv.rows[0].n >= 1, 'the late batch left an invalidation');
   await db.pool.query('select iot_private.refresh_rollups()');
@@ -70,7 +70,7 @@ test('late readings below the watermark invalidate their range and the next refr
 
 test('the tenant-filtered rollup views add avg/stddev and the device code', async () => {
   const rows = await db.asRole('iot_analyst', { tenant_id: plant.tenantId }, async (c) =>
-    (await c.query(`select device_code, avg_value, stddev_value, reading_count from iot.sensor_readings_1h where sensor_type = 'temperature'`)).rows);
+    (await c.query(`select device_code, avg_value, stddev_value, reading_count from iot.sensor_readings_1h where sensor_type = 'TEMPERATURE'`)).rows);
   assert.ok(rows.length >= 3);
   assert.ok(rows.every((r) => r.device_code === plant.deviceCode && r.stddev_value > 0));
   const none = await db.asRole('iot_analyst', { tenant_id: '00000000-0000-0000-0000-000000000000' }, async (c) =>
@@ -84,12 +84,12 @@ test('heartbeat watchdog: one HEARTBEAT_TIMEOUT event per silence, not one per r
   const second = (await db.pool.query('select iot_private.check_device_heartbeats() as n')).rows[0].n;
   assert.equal([first, second], [1, 0]);
   // Time passes: the event is five minutes old, the device was heard from since and fell silent again.
-  await db.pool.query(`update iot_private.equipment_events set time = now() - interval '5 minutes' where event_type = 'HEARTBEAT_TIMEOUT'`);
+  await db.pool.query(`update iot_private.equipment_events set event_timestamp = now() - interval '5 minutes' where event_type = 'HEARTBEAT_TIMEOUT'`);
   await db.pool.query(`update iot.iot_devices set last_heartbeat = now() - interval '2 minutes' where id = $1`, [plant.deviceId]);
   const third = (await db.pool.query('select iot_private.check_device_heartbeats() as n')).rows[0].n;
   assert.is(third, 1, 'heard from again, then silent again: a new event');
-  const ev = await db.pool.query(`select severity, message from iot_private.equipment_events where event_type = 'HEARTBEAT_TIMEOUT' order by time`);
-  assert.match(ev.rows[0].message, plant.deviceCode);
+  const ev = await db.pool.query(`select severity, event_description from iot_private.equipment_events where event_type = 'HEARTBEAT_TIMEOUT' order by event_timestamp`);
+  assert.match(ev.rows[0].event_description, plant.deviceCode);
 });
 
 test('retention drops only whole chunks/partitions older than the cutoff', async () => {
@@ -112,8 +112,8 @@ test('graphile-worker runs the tasks (rollups, partitions, heartbeats, retention
     await waitFor(async () => (await db.pool.query(`select count(*)::int as n from graphile_worker.jobs`)).rows[0].n === 0, 10_000, 'jobs to finish');
     // Anomalies queue one health recalculation per work center (a burst coalesces on the job key).
     for (let i = 0; i < 3; i++) {
-      await db.pool.query(`insert into iot_private.equipment_events (tenant_id, work_center_id, event_type, severity, message)
-        values ($1, $2, 'ANOMALY_DETECTED', 'MEDIUM', 'spike')`, [plant.tenantId, plant.workCenterId]);
+      await db.pool.query(`insert into iot_private.equipment_events (tenant_id, work_center_id, event_type, severity, event_description)
+        values ($1, $2, 'ANOMALY_DETECTED', 'WARNING', 'spike')`, [plant.tenantId, plant.workCenterId]);
     }
     const jobs = await db.pool.query(`select task_identifier, key from graphile_worker.jobs`);
     assert.equal(jobs.rows.map((j) => [j.task_identifier, j.key]), [['health__calculate_scores', `health:${plant.workCenterId}`]]);

@@ -121,13 +121,49 @@ test('an operator cannot set tenant_id or computed columns; an analyst cannot wr
     await c.query('savepoint s');
     await rejects(() => c.query(`update iot.iot_devices set tenant_id = gen_random_uuid()`), /permission denied/);
     await c.query('rollback to savepoint s');
-    await c.query(`update iot.iot_devices set name = 'renamed' where id = $1`, [plant.deviceId]);
+    await c.query(`update iot.iot_devices set device_name = 'renamed' where id = $1`, [plant.deviceId]);
   });
   await db.asRole('iot_analyst', { tenant_id: plant.tenantId }, async (c) => {
     const { rows } = await c.query('select array_agg(distinct tenant_id) as tenants from iot.iot_devices');
     assert.equal(rows[0].tenants, [plant.tenantId]);
-    await rejects(() => c.query(`update iot.iot_devices set name = 'x'`), /permission denied/);
+    await rejects(() => c.query(`update iot.iot_devices set device_name = 'x'`), /permission denied/);
   });
+});
+
+// The embedded default's only login is a superuser: it must see the telemetry of every tenant,
+// not empty views beside full registry tables; an API request on the same login sees only its claim.
+test('superusers and the database owner see every tenant; API requests on that login only their claim', async () => {
+  const rival = await seedSmallPlant(db.pool, 'second', 'SECOND');
+  await db.pool.query(`select iot_private.ensure_partitions('sensor_readings', now() - interval '1 minute', now())`);
+  await db.pool.query(`insert into iot_private.sensor_readings (time, tenant_id, device_id, sensor_type, value, unit)
+    values (now() - interval '10 seconds', $1, $2, 'TEMPERATURE', 70, '°F'), (now() - interval '10 seconds', $3, $4, 'TEMPERATURE', 71, '°F')`,
+    [plant.tenantId, plant.deviceId, rival.tenantId, rival.deviceId]);
+  const all = await db.pool.query(`select count(distinct tenant_id)::int as n from iot.sensor_readings`);
+  assert.is(all.rows[0].n, 2, 'the superuser sees both tenants');
+  const api = await db.asRole('iot_operator', { tenant_id: rival.tenantId }, async (c) =>
+    (await c.query(`select array_agg(distinct tenant_id) as t from iot.sensor_readings`)).rows[0].t);
+  assert.equal(api, [rival.tenantId]);
+  const role = `owner_${Math.random().toString(36).slice(2, 8)}`;
+  await db.pool.query(`create role ${role} login`);
+  const dbName = new URL(db.url).pathname.slice(1);
+  await db.pool.query(`alter database ${dbName} owner to ${role}`);
+  await db.pool.query(`grant iot_analyst to ${role}`);
+  try {
+    const c = await db.pool.connect();
+    try {
+      await c.query('begin');
+      await c.query(`set local session authorization ${role}`);
+      const owned = await c.query('select count(distinct tenant_id)::int as n from iot.sensor_readings');
+      assert.is(owned.rows[0].n, 2, 'the database owner sees every tenant');
+      await c.query('rollback');
+    } finally {
+      c.release();
+    }
+  } finally {
+    await db.pool.query(`alter database ${dbName} owner to current_user`);
+    await db.pool.query(`drop owned by ${role}`);
+    await db.pool.query(`drop role ${role}`);
+  }
 });
 
 test('SQL logins take their tenants from iot_private.sql_role_tenants, not from a claim they set', async () => {

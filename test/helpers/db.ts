@@ -77,7 +77,7 @@ export async function seedSmallPlant(pool: Pool, code = 'acme', facility = 'F1')
   const d = await pool.query<{ id: string }>(
     `insert into iot.iot_devices (tenant_id, work_center_id, device_code, device_type) values ($1, $2, $3, 'SENSOR') returning id`,
     [tenantId, w.rows[0].id, `${facility}-DEV-1`]);
-  for (const [type, unit] of [['temperature', '°F'], ['vibration', 'mm/s'], ['pressure', 'PSI']]) {
+  for (const [type, unit] of [['TEMPERATURE', '°F'], ['VIBRATION', 'mm/s'], ['PRESSURE', 'PSI']]) {
     await pool.query(`insert into iot.device_channels (tenant_id, device_id, sensor_type, unit) values ($1, $2, $3, $4)`,
       [tenantId, d.rows[0].id, type, unit]);
   }

@@ -8,6 +8,7 @@ import { MqttIngestor } from '../../src/ingest/mqtt';
 import { RegistryCache } from '../../src/ingest/registry';
 import { ReadingSink } from '../../src/ingest/sink';
 import { testBroker } from '../helpers/broker';
+import { loadContract } from '../helpers/contract';
 import { createTestDatabase, seedSmallPlant, TestDatabase } from '../helpers/db';
 import { FlakyProxy, urlThrough } from '../helpers/proxy';
 import { sleep, waitFor } from '../helpers/wait';
@@ -23,10 +24,35 @@ let publisher: MqttClient;
 const run = Math.random().toString(36).slice(2, 8); // keeps client ids and topics apart on a shared broker
 
 const TOPIC = (sensor = 'temperature') => `facility/F1/workcenter/PRESS-1/sensor/${sensor}`;
+let seedSensorId: string;
+
+/** Publishes at QoS 1 with mosquitto_pub where it is installed (as a device would), else with mqtt.js. */
+async function publish(topic: string, payload: string): Promise<string> {
+  const url = new URL(broker.url);
+  try {
+    // Asynchronously: the in-process broker must keep running while mosquitto_pub talks to it.
+    await promisify(execFile)('mosquitto_pub', ['-h', url.hostname, '-p', url.port, '-q', '1', '-t', topic, '-m', payload]);
+    return 'mosquitto_pub';
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    await publisher.publishAsync(topic, payload, { qos: 1 });
+    return 'mqtt.js';
+  }
+}
 
 test.before(async () => {
   db = await createTestDatabase('mqtt');
   plant = await seedSmallPlant(db.pool);
+  // The seed's equipment: temp-sensor-01 with a TEMPERATURE channel in °F on WC-PRESS-01 of facility F1.
+  const w = await db.pool.query<{ id: string }>(
+    `insert into iot.work_centers (tenant_id, facility_id, work_center_code, name, work_center_type)
+     values ($1, $2, 'WC-PRESS-01', 'Press 01', 'PRESS') returning id`, [plant.tenantId, plant.facilityId]);
+  const d = await db.pool.query<{ id: string }>(
+    `insert into iot.iot_devices (tenant_id, work_center_id, device_code, device_type) values ($1, $2, 'temp-sensor-01', 'SENSOR') returning id`,
+    [plant.tenantId, w.rows[0].id]);
+  seedSensorId = d.rows[0].id;
+  await db.pool.query(`insert into iot.device_channels (tenant_id, device_id, sensor_type, unit) values ($1, $2, 'TEMPERATURE', '°F')`,
+    [plant.tenantId, seedSensorId]);
   broker = await testBroker();
   console.log(`  [mqtt] broker ${broker.kind} ${broker.url}, tier ${db.tier}`);
   registry = new RegistryCache(db.pool, 0);
@@ -52,32 +78,66 @@ const stored = async (where: string, params: unknown[] = []) =>
 const deadLetters = async (like: string) =>
   (await db.pool.query(`select reason, payload from iot_private.ingest_dead_letters where reason like $1`, [like])).rows;
 
-test("the seed's example payload, published twice at QoS 1, is stored exactly once", async () => {
+test('a payload published twice at QoS 1 is stored exactly once, its sensor type (any case) stored upper case', async () => {
   const payload = JSON.stringify({ deviceId: plant.deviceCode, sensorType: 'temperature', value: 72.5, unit: '°F',
     timestamp: '2026-03-01T08:00:00.000Z', quality: 'GOOD' });
-  const url = new URL(broker.url);
-  let how = 'mqtt.js';
-  try {
-    // Asynchronously: the in-process broker must keep running while mosquitto_pub talks to it.
-    for (let i = 0; i < 2; i++) await promisify(execFile)('mosquitto_pub', ['-h', url.hostname, '-p', url.port, '-q', '1', '-t', TOPIC(), '-m', payload]);
-    how = 'mosquitto_pub';
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    await publisher.publishAsync(TOPIC(), payload, { qos: 1 });
-    await publisher.publishAsync(TOPIC(), payload, { qos: 1 });
-  }
+  const how = await publish(TOPIC(), payload);
+  await publish(TOPIC(), payload);
   console.log(`  [mqtt] published with ${how}`);
   await waitFor(() => sink.stats.duplicates >= 1, 5000, 'the duplicate to be seen');
   assert.is(await stored(`time = '2026-03-01T08:00:00Z' and device_id = $1`, [plant.deviceId]), 1);
-  const row = (await db.pool.query(`select value, unit, quality, sensor_type from iot_private.sensor_readings where time = '2026-03-01T08:00:00Z'`)).rows[0];
-  assert.equal(row, { value: 72.5, unit: '°F', quality: 'GOOD', sensor_type: 'temperature' });
+  const row = (await db.pool.query(`select value, unit, quality, sensor_type, metadata from iot_private.sensor_readings where time = '2026-03-01T08:00:00Z'`)).rows[0];
+  assert.equal(row, { value: 72.5, unit: '°F', quality: 'GOOD', sensor_type: 'TEMPERATURE', metadata: null });
+});
+
+// The seed's two examples share a timestamp and land on the same channel: the second would be a
+// duplicate of the first, so the first is removed once checked.
+const contract = loadContract();
+if (!contract.contract) console.log(`  [mqtt] skipping the seed's example payloads: ${contract.reason}`);
+(contract.contract ? test : test.skip)("each of the seed's example payloads, published on its topic, stores exactly one reading", async () => {
+  const { topic_examples: topics, payload_examples: payloads } = contract.contract!.mqtt;
+  const topic = topics.find((t) => t.endsWith('/sensor/TEMPERATURE'))!;
+  assert.is(topic, 'facility/F1/workcenter/WC-PRESS-01/sensor/TEMPERATURE');
+  const expected = [
+    { time: new Date('2026-01-10T12:00:00Z'), value: 72.5, unit: '°F', quality: 'GOOD', sensor_type: 'TEMPERATURE', metadata: { quality: 'VERIFIED' } },
+    { time: new Date('2026-01-10T12:00:00Z'), value: 70, unit: '°F', quality: 'GOOD', sensor_type: 'TEMPERATURE', metadata: null },
+  ];
+  const rows = () => db.pool.query(
+    `select time, value, unit, quality, sensor_type, metadata from iot_private.sensor_readings where device_id = $1`, [seedSensorId]);
+  for (const [i, payload] of payloads.entries()) {
+    const stats = { ...sink.stats };
+    const how = await publish(topic, JSON.stringify(payload));
+    await waitFor(() => sink.stats.stored + sink.stats.duplicates + sink.stats.deadLetters > stats.stored + stats.duplicates + stats.deadLetters,
+      5000, `example ${i + 1} to be handled`);
+    assert.equal((await rows()).rows, [expected[i]], `example ${i + 1} (published with ${how})`);
+    assert.equal(await deadLetters(`%temp-sensor-01%`), [], 'no dead letter');
+    assert.equal((await db.pool.query(`select reason from iot_private.ingest_dead_letters where topic = $1`, [topic])).rows, []);
+    await db.pool.query(`delete from iot_private.sensor_readings where device_id = $1`, [seedSensorId]);
+  }
+});
+
+test('a reading in another unit of the quantity is converted to the channel\'s unit, the original kept in metadata', async () => {
+  await publish(TOPIC('Temperature'), JSON.stringify({ deviceId: plant.deviceCode, value: 22.5, unit: '°C', timestamp: '2026-03-02T00:00:00Z' }));
+  await publish(TOPIC('PRESSURE'), JSON.stringify({ deviceId: plant.deviceCode, value: 2, unit: 'bar', timestamp: '2026-03-02T00:00:00Z',
+    quality: 'GoodClamped', line: 'L2' }));
+  await publish(TOPIC('PRESSURE'), JSON.stringify({ deviceId: plant.deviceCode, value: 2, unit: 'kg', timestamp: '2026-03-02T00:00:01Z' }));
+  await waitFor(async () => (await stored(`time = '2026-03-02T00:00:00Z'`)) === 2, 5000, 'two converted readings');
+  const { rows } = await db.pool.query(
+    `select sensor_type, value, unit, quality, metadata from iot_private.sensor_readings where time = '2026-03-02T00:00:00Z' order by sensor_type`);
+  assert.equal(rows.map((r) => ({ ...r, value: Number(r.value.toPrecision(10)) })), [
+    { sensor_type: 'PRESSURE', value: 29.00754755, unit: 'PSI', quality: 'GOOD',
+      metadata: { line: 'L2', quality: 'GoodClamped', originalValue: 2, originalUnit: 'bar' } },
+    { sensor_type: 'TEMPERATURE', value: 72.5, unit: '°F', quality: 'GOOD', metadata: { originalValue: 22.5, originalUnit: '°C' } },
+  ]);
+  await waitFor(async () => (await deadLetters('%unit "kg" (mass) cannot be converted to the channel\'s unit "PSI" (pressure)%')).length === 1,
+    5000, 'the kg reading to be refused');
 });
 
 test('deviceId may be left out when the topic names exactly one channel; timestamp defaults to arrival', async () => {
   const before = Date.now();
   await publisher.publishAsync(TOPIC('vibration'), JSON.stringify({ value: 1.25 }), { qos: 1 });
-  await waitFor(async () => (await stored(`sensor_type = 'vibration' and value = 1.25`)) === 1, 5000, 'the reading');
-  const t = (await db.pool.query(`select time from iot_private.sensor_readings where sensor_type = 'vibration' and value = 1.25`)).rows[0].time;
+  await waitFor(async () => (await stored(`sensor_type = 'VIBRATION' and value = 1.25`)) === 1, 5000, 'the reading');
+  const t = (await db.pool.query(`select time from iot_private.sensor_readings where sensor_type = 'VIBRATION' and value = 1.25`)).rows[0].time;
   assert.ok(t.getTime() >= before - 1000 && t.getTime() <= Date.now() + 1000);
 });
 
@@ -92,8 +152,8 @@ test('malformed payloads become dead letters with reasons; good readings beside 
     [TOPIC(), '{"deviceId": "F1-DEV-1", "value": 1e999}'],                                // Infinity
     [TOPIC(), JSON.stringify({ deviceId: 'NOPE-9', value: 1 })],                          // unknown device
     [TOPIC(), JSON.stringify({ deviceId: plant.deviceCode, value: 1, timestamp: '2099-01-01T00:00:00Z' })], // future
-    [TOPIC(), JSON.stringify({ deviceId: plant.deviceCode, value: 1, unit: '°C' })],      // wrong unit
-    [TOPIC(), JSON.stringify({ deviceId: plant.deviceCode, value: 1, quality: 'SHINY' })],
+    [TOPIC(), JSON.stringify({ deviceId: plant.deviceCode, value: 1, unit: 'kg' })],      // no conversion to °F
+    [TOPIC(), JSON.stringify({ ...good(7), quality: 'SHINY' })],                          // unknown word: stored UNCERTAIN
     ['facility/NOWHERE/workcenter/X/sensor/temperature', JSON.stringify(good(2))],        // unknown facility
     ['plant/oops', JSON.stringify(good(3))],                                              // topic outside contract
     [TOPIC(), JSON.stringify([good(4), { deviceId: plant.deviceCode, value: null }, good(5)])], // array, one bad item
@@ -102,22 +162,24 @@ test('malformed payloads become dead letters with reasons; good readings beside 
   await publisher.subscribeAsync('plant/#'); // so 'plant/oops' has the ingestor as its only consumer
   await publisher.unsubscribeAsync('plant/#');
   for (const [topic, payload] of messages) await publisher.publishAsync(topic, payload, { qos: 1 });
-  await waitFor(async () => (await stored(`time >= '2026-04-01' and time < '2026-04-02'`)) === 4, 5000, 'four good readings');
+  await waitFor(async () => (await stored(`time >= '2026-04-01' and time < '2026-04-02'`)) === 5, 5000, 'five good readings');
   const reasons = (await db.pool.query(`select reason from iot_private.ingest_dead_letters where source = 'MQTT' order by id`)).rows.map((r) => r.reason);
   for (const expected of ['not valid JSON', 'value is missing', 'value "hot" must be a number', 'value null is not finite',
-    'unknown device "NOPE-9"', 'in the future', 'unit "°C" does not match', 'quality "SHINY"', 'unknown facility "NOWHERE"',
+    'unknown device "NOPE-9"', 'in the future', 'unit "kg" (mass) cannot be converted', 'unknown facility "NOWHERE"',
     'item 1: value is missing']) {
     assert.ok(reasons.some((r) => r.includes(expected)), `no dead letter saying ${JSON.stringify(expected)} in ${JSON.stringify(reasons)}`);
   }
   const whole = await deadLetters('%not valid JSON%');
   assert.is(whole[0].payload, '{"deviceId": "F1-DEV-1", "value": 61,', 'the raw payload is kept');
+  const shiny = (await db.pool.query(`select quality, metadata from iot_private.sensor_readings where time = '2026-04-01T00:00:07Z'`)).rows;
+  assert.equal(shiny, [{ quality: 'UNCERTAIN', metadata: { quality: 'SHINY' } }], 'an unknown quality word is stored as UNCERTAIN, the word kept');
 });
 
 test('a device registered while the ingestor runs is recognised without a restart', async () => {
   const d = await db.pool.query<{ id: string }>(
     `insert into iot.iot_devices (tenant_id, work_center_id, device_code) values ($1, $2, 'F1-NEW-7') returning id`,
     [plant.tenantId, plant.workCenterId]);
-  await db.pool.query(`insert into iot.device_channels (tenant_id, device_id, sensor_type, unit) values ($1, $2, 'speed', 'sheets/h')`,
+  await db.pool.query(`insert into iot.device_channels (tenant_id, device_id, sensor_type, unit) values ($1, $2, 'SPEED', 'sheets/h')`,
     [plant.tenantId, d.rows[0].id]);
   await publisher.publishAsync(TOPIC('speed'), JSON.stringify({ deviceId: 'F1-NEW-7', value: 11000 }), { qos: 1 });
   await waitFor(async () => (await stored(`device_id = $1`, [d.rows[0].id])) === 1, 5000, 'the new device reading');

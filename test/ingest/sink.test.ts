@@ -19,7 +19,7 @@ test.after(async () => db.drop());
 
 const base = Date.parse('2026-01-01T00:00:00Z');
 const reading = (i: number, over: Partial<Reading> = {}): Reading => ({
-  time: new Date(base + i * 1000), tenantId: plant.tenantId, deviceId: plant.deviceId, sensorType: 'temperature',
+  time: new Date(base + i * 1000), tenantId: plant.tenantId, deviceId: plant.deviceId, sensorType: 'TEMPERATURE',
   value: 60 + (i % 10), unit: '°F', quality: 'GOOD', ...over,
 });
 const count = async (where = 'true') =>
@@ -40,14 +40,14 @@ test('stores batches by COPY, once each: duplicates (QoS 1 redeliveries) are ski
 });
 
 test('a reading whose channel was deactivated meanwhile becomes a dead letter; the rest are stored', async () => {
-  await db.pool.query(`update iot.device_channels set is_active = false where device_id = $1 and sensor_type = 'pressure'`, [plant.deviceId]);
+  await db.pool.query(`update iot.device_channels set is_active = false where device_id = $1 and sensor_type = 'PRESSURE'`, [plant.deviceId]);
   const sink = new ReadingSink(db.pool, { batchSize: 100, maxWaitMs: 10, bufferMax: 1000 });
-  sink.add([reading(5000), reading(5001, { sensorType: 'pressure', unit: 'PSI' }), reading(5002)]);
+  sink.add([reading(5000), reading(5001, { sensorType: 'PRESSURE', unit: 'PSI' }), reading(5002)]);
   await sink.close();
   assert.is(await count(`time >= '${new Date(base + 5000_000).toISOString()}'`), 2);
   const dl = await db.pool.query(`select reason from iot_private.ingest_dead_letters where source = 'SINK'`);
   assert.is(dl.rowCount, 1);
-  assert.match(dl.rows[0].reason, 'pressure');
+  assert.match(dl.rows[0].reason, 'PRESSURE');
   await db.pool.query(`update iot.device_channels set is_active = true where device_id = $1`, [plant.deviceId]);
 });
 

@@ -14,6 +14,8 @@ export const projectRoot = join(__dirname, __dirname.includes(`${join('dist', 's
 export interface MigrateOptions {
   connectionString: string;
   requestedTier?: 'auto' | '1' | '2' | '3';
+  /** Folder holding db/migrations and sql (default: this checkout); the upgrade test points it at an older release. */
+  root?: string;
   sensorDefaults?: {
     temperatureMin: number;
     temperatureMax: number;
@@ -28,8 +30,8 @@ export interface MigrateResult {
   applied: string[];
 }
 
-function sqlFiles(folder: string): { name: string; text: string }[] {
-  const dir = join(projectRoot, folder);
+function sqlFiles(root: string, folder: string): { name: string; text: string }[] {
+  const dir = join(root, folder);
   return readdirSync(dir)
     .filter((f) => f.endsWith('.sql'))
     .sort()
@@ -71,7 +73,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
       ),
     );
     const applied: string[] = [];
-    for (const m of sqlFiles('db/migrations')) {
+    for (const m of sqlFiles(options.root ?? projectRoot, 'db/migrations')) {
       const checksum = sha(m.text);
       if (done.has(m.name)) {
         if (done.get(m.name) !== checksum) log.warn('applied migration was edited since; not re-run', { migration: m.name });
@@ -94,7 +96,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
     await client.query('begin');
     try {
       await client.query(`select set_config('iot.tier', $1, true)`, [String(tier)]);
-      for (const f of sqlFiles('sql')) {
+      for (const f of sqlFiles(options.root ?? projectRoot, 'sql')) {
         try {
           await client.query(f.text);
         } catch (error) {
@@ -105,10 +107,10 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
       if (d) {
         await client.query(
           `update iot.sensor_types set normal_min = case sensor_type
-             when 'temperature' then $1::float8 when 'vibration' then 0 when 'pressure' then $4::float8 else normal_min end,
+             when 'TEMPERATURE' then $1::float8 when 'VIBRATION' then 0 when 'PRESSURE' then $4::float8 else normal_min end,
              normal_max = case sensor_type
-             when 'temperature' then $2::float8 when 'vibration' then $3::float8 when 'pressure' then $5::float8 else normal_max end
-           where sensor_type in ('temperature', 'vibration', 'pressure')`,
+             when 'TEMPERATURE' then $2::float8 when 'VIBRATION' then $3::float8 when 'PRESSURE' then $5::float8 else normal_max end
+           where sensor_type in ('TEMPERATURE', 'VIBRATION', 'PRESSURE')`,
           [d.temperatureMin, d.temperatureMax, d.vibrationMax, d.pressureMin, d.pressureMax],
         );
       }

@@ -29,14 +29,16 @@ export const SubscriptionsPlugin = makeExtendSchemaPlugin(() => ({
     """A newly raised equipment event."""
     type EquipmentEventNotice {
       id: UUID!
-      time: Datetime!
+      eventTimestamp: Datetime!
       tenantId: UUID!
       workCenterId: UUID!
-      deviceId: UUID
+      iotDeviceId: UUID
       sensorType: String
       eventType: String!
+      eventCode: String
       severity: String!
-      message: String!
+      eventDescription: String!
+      productionRunId: UUID
     }
 
     extend type Subscription {
