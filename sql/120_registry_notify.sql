@@ -1,5 +1,5 @@
--- Ingestors cache the registry; tell them when it changes (one NOTIFY per statement, coalesced
--- by PostgreSQL within a transaction).
+-- Ingestors cache the registry, units, unit aliases and quality words; tell them when these change
+-- (one NOTIFY per statement, coalesced by PostgreSQL within a transaction).
 create or replace function iot_private.tg_registry__notify_changed() returns trigger
   language plpgsql
   set search_path = pg_catalog, pg_temp
@@ -14,7 +14,8 @@ do $$
 declare
   t text;
 begin
-  foreach t in array array['facilities', 'work_centers', 'iot_devices', 'device_channels'] loop
+  foreach t in array array['facilities', 'work_centers', 'iot_devices', 'device_channels',
+                           'units', 'unit_aliases', 'quality_words'] loop
     execute format('drop trigger if exists _900_notify_registry_changed on iot.%I', t);
     execute format('create trigger _900_notify_registry_changed after insert or delete or truncate %s on iot.%I
                     for each statement execute function iot_private.tg_registry__notify_changed()',
