@@ -5,6 +5,8 @@ import { makeAddInflectorsPlugin } from 'postgraphile';
 
 interface Tagged {
   tags: Record<string, unknown>;
+  /** A composite type's class: `comment on type` tags its pg_type, not its pg_class. */
+  type?: Tagged;
 }
 
 const exact = (thing: Tagged) => (typeof thing.tags.exactName === 'string' ? thing.tags.exactName : undefined);
@@ -17,7 +19,7 @@ export const ExactNamesPlugin = makeAddInflectorsPlugin(
         return exact(attr) ?? column.call(this, attr);
       },
       tableType(this: unknown, table: Tagged) {
-        return exact(table) ?? tableType.call(this, table);
+        return exact(table) ?? (table.type && exact(table.type)) ?? tableType.call(this, table);
       },
     };
   },
