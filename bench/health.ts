@@ -6,7 +6,15 @@
 // reads every reading.
 import { Pool } from 'pg';
 import { setLogLevel } from '../src/lib/log';
-import { benchDatabase, fmt } from './support';
+import { benchDatabase, fmt, handleArguments } from './support';
+
+handleArguments(`
+npm run bench:health: one full scoring pass over many work centers with 24 h of readings, and how
+much the rollup path saves over reading raw readings.
+
+Variables:
+  BENCH_WORK_CENTERS           work centers, 3 channels each (1000)
+  BENCH_HEALTH_STEP_SECONDS    seconds between readings (60; 1 needs ~260M rows of disk and time)`);
 
 const WORK_CENTERS = Number(process.env.BENCH_WORK_CENTERS ?? 1000);
 const STEP = Number(process.env.BENCH_HEALTH_STEP_SECONDS ?? 60);
@@ -30,16 +38,16 @@ async function main() {
             select f.tenant_id, f.id, 'WC' || g, 'WC' || g, 'PRESS' from f, generate_series(1, $1) g returning id, tenant_id, work_center_code),
       d as (insert into iot.iot_devices (tenant_id, work_center_id, device_code) select tenant_id, id, work_center_code || '-S' from w returning id, tenant_id)
       insert into iot.device_channels (tenant_id, device_id, sensor_type, unit)
-      select d.tenant_id, d.id, s.t, s.u from d, (values ('temperature', '°F'), ('vibration', 'mm/s'), ('pressure', 'PSI')) s(t, u)`, [WORK_CENTERS]);
+      select d.tenant_id, d.id, s.t, s.u from d, (values ('TEMPERATURE', '°F'), ('VIBRATION', 'mm/s'), ('PRESSURE', 'PSI')) s(t, u)`, [WORK_CENTERS]);
     const [loaded, loadSeconds] = await timed(async () => {
       await pool.query(`select iot_private.ensure_partitions('sensor_readings', $1::timestamptz - interval '25 hours', $1)`, [at]);
       const r = await pool.query(`
         insert into iot_private.sensor_readings (time, tenant_id, device_id, sensor_type, value, unit, quality)
         select ts, c.tenant_id, c.device_id, c.sensor_type,
                -- In range most of the time; one work center in ten overheats for an hour a day.
-               case c.sensor_type when 'temperature' then 68 + 3 * sin(extract(epoch from ts) / 3000 + hashtext(c.device_id::text) % 7)
+               case c.sensor_type when 'TEMPERATURE' then 68 + 3 * sin(extract(epoch from ts) / 3000 + hashtext(c.device_id::text) % 7)
                                        + case when abs(hashtext(c.device_id::text)) % 10 = 0 and extract(hour from ts at time zone 'UTC') = 3 then 10 else 0 end
-                                  when 'vibration' then 1.2 + 0.5 * sin(extract(epoch from ts) / 2000)
+                                  when 'VIBRATION' then 1.2 + 0.5 * sin(extract(epoch from ts) / 2000)
                                   else 100 + 10 * sin(extract(epoch from ts) / 5000) end,
                'u', 'GOOD'
         from iot.device_channels c,

@@ -9,7 +9,15 @@ import { MqttIngestor } from '../src/ingest/mqtt';
 import { RegistryCache } from '../src/ingest/registry';
 import { ReadingSink } from '../src/ingest/sink';
 import { setLogLevel } from '../src/lib/log';
-import { benchBroker, benchDatabase, fmt } from './support';
+import { benchBroker, benchDatabase, fmt, handleArguments } from './support';
+
+handleArguments(`
+npm run bench:ingest: readings per second stored end to end (publisher process -> MQTT broker ->
+ingestor -> COPY sink -> sensor_readings), beside the raw COPY ceiling of the same database.
+
+Variables:
+  BENCH_READINGS               readings to publish (500000)
+  BENCH_READINGS_PER_MESSAGE   readings per MQTT message (20)`);
 
 const N = Number(process.env.BENCH_READINGS ?? 500_000);
 const PER_MESSAGE = Number(process.env.BENCH_READINGS_PER_MESSAGE ?? 20);
@@ -24,7 +32,7 @@ async function seed(pool: Pool) {
     for (let d = 0; d < 10; d++) {
       const code = `B1-WC${w}-D${d}`;
       const dev = (await pool.query(`insert into iot.iot_devices (tenant_id, work_center_id, device_code) values ($1, $2, $3) returning id`, [t, wc, code])).rows[0].id;
-      for (const [s, u] of [['temperature', '°F'], ['vibration', 'mm/s'], ['pressure', 'PSI']]) {
+      for (const [s, u] of [['TEMPERATURE', '°F'], ['VIBRATION', 'mm/s'], ['PRESSURE', 'PSI']]) {
         await pool.query(`insert into iot.device_channels (tenant_id, device_id, sensor_type, unit) values ($1, $2, $3, $4)`, [t, dev, s, u]);
         channels.push({ topic: `facility/B1/workcenter/WC${w}/sensor/${s}`, deviceId: code });
         ids.push({ tenantId: t, deviceId: dev, sensorType: s });

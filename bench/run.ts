@@ -1,6 +1,11 @@
 // npm run bench: every benchmark, one after another.
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
+import { handleArguments } from './support';
+
+handleArguments(`
+npm run bench: every benchmark, one after another (npm run bench:ingest, npm run bench:health;
+each takes --help for its own variables).`);
 
 for (const bench of ['ingest', 'health']) {
   execFileSync(process.execPath, [join(__dirname, `${bench}.js`)], { stdio: 'inherit', env: process.env });

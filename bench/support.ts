@@ -3,18 +3,52 @@
 // ingestor's thread).
 import { fork, ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
 import { Client } from 'pg';
 import { migrate } from '../src/lib/db/migrate';
+import { freePort } from '../src/lib/embedded/ports';
 import { startEmbeddedPostgres } from '../src/lib/embedded/postgres';
+
+const COMMON_HELP = `
+Common variables:
+  BENCH_DATABASE_URL       superuser URL of the server to measure (default: an embedded PostgreSQL,
+                           started on a free port in a throwaway folder and removed afterwards)
+  BENCH_EMBEDDED_PG_PORT   port for that embedded server (default: a free one)
+  BENCH_MQTT_URL           broker to publish through (default: an in-process aedes in a child
+                           process, on a free port)`;
+
+/**
+ * `--help` / `-h` prints `usage` and the common variables, then exits; any other argument is an
+ * error (benchmarks take their settings from the environment).
+ */
+export function handleArguments(usage: string): void {
+  let help = false;
+  try {
+    help = !!parseArgs({ options: { help: { type: 'boolean', short: 'h' } }, strict: true }).values.help;
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n\n${usage.trim()}\n${COMMON_HELP}\n`);
+    process.exit(2);
+  }
+  if (help) {
+    process.stdout.write(`${usage.trim()}\n${COMMON_HELP}\n`);
+    process.exit(0);
+  }
+}
 
 export async function benchDatabase(label: string) {
   let admin = process.env.BENCH_DATABASE_URL;
   let stopEmbedded: (() => Promise<void>) | undefined;
   if (!admin) {
-    const pg = await startEmbeddedPostgres({ dataDir: resolve('.data/bench-postgres'), port: Number(process.env.BENCH_EMBEDDED_PG_PORT ?? 5457) });
+    const dataDir = resolve(`.data/bench-postgres-${process.pid}`);
+    const port = process.env.BENCH_EMBEDDED_PG_PORT ? Number(process.env.BENCH_EMBEDDED_PG_PORT) : await freePort();
+    const pg = await startEmbeddedPostgres({ dataDir, port });
     admin = pg.connectionString('postgres');
-    stopEmbedded = () => pg.stop();
+    stopEmbedded = async () => {
+      await pg.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    };
   }
   const name = `iot_bench_${label}_${randomBytes(3).toString('hex')}`;
   const c = new Client({ connectionString: admin });

@@ -1,15 +1,14 @@
 #!/usr/bin/env node
-// `iot` command line: start | migrate | worker | ingest mqtt | simulate | token | config.
+// `iot` command line: start | migrate | worker | ingest mqtt | simulate | token | analyst-login | config.
 import { Command } from 'commander';
-import { Pool } from 'pg';
-import { Config, ConfigError, configMarkdown, loadConfig } from '../lib/config';
-import { logger, setLogLevel } from '../lib/log';
-import { jwtSecret, signToken } from '../lib/secrets';
+import { Config, ConfigError, configMarkdown, configNotices, loadConfig } from '../lib/config';
+import { logger, logToStderr, setLogLevel } from '../lib/log';
+import { demoAnalystPassword, jwtSecret, randomPassword, signToken } from '../lib/secrets';
 import { startWorker } from '../lib/worker';
 import { startApi } from '../server/app';
 import { DEMO_TENANT, seedDemoHistory, seedDemoPlant } from '../sim/demo-plant';
 import { startMqttSimulator } from '../sim/mqtt-publisher';
-import { Lifecycle, createPool, migrateWithConfig, resolveBroker, resolveDatabase, startMqttIngest } from './runtime';
+import { Lifecycle, StartInterrupted, createPool, migrateWithConfig, resolveBroker, resolveDatabase, startMqttIngest } from './runtime';
 
 const log = logger('iot');
 
@@ -17,6 +16,7 @@ function config(): Config {
   try {
     const c = loadConfig();
     setLogLevel(c.LOG_LEVEL);
+    for (const n of configNotices(c)) log[n.level](n.message, n.fields);
     return c;
   } catch (error) {
     if (error instanceof ConfigError) {
@@ -27,34 +27,71 @@ function config(): Config {
   }
 }
 
-/** Runs until SIGINT/SIGTERM, then stops everything in reverse order. */
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/**
+ * Runs until SIGINT/SIGTERM/SIGHUP, then stops everything in reverse order: the embedded
+ * PostgreSQL (started first, in its own process group so a terminal's Ctrl-C does not reach it)
+ * is stopped last, after the ingest buffer is flushed. A signal during start-up lets the step
+ * under way finish (Lifecycle.add then ends the start-up), so the same order holds.
+ */
 async function runUntilSignal(life: Lifecycle, body: () => Promise<void>): Promise<void> {
-  let stopping = false;
+  let started: Promise<unknown> = Promise.resolve();
   const stop = async (signal: string) => {
-    if (stopping) {
+    if (life.isStopping) {
       log.warn('second signal: exiting without finishing the shutdown', { signal });
       process.exit(1);
     }
-    stopping = true;
     log.info('shutting down', { signal });
+    life.requestStop();
     // A component waiting on a dead peer must not keep the process alive forever.
     setTimeout(() => {
       log.error('shutdown took longer than 20 s; exiting anyway');
       process.exit(1);
     }, 20_000).unref();
+    await Promise.race([started, new Promise((r) => setTimeout(r, 10_000))]);
     await life.stopAll();
+    log.info('stopped');
     process.exit(0);
   };
-  process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('SIGTERM', () => void stop('SIGTERM'));
+  for (const signal of SIGNALS) process.on(signal, () => void stop(signal));
+  started = body().then(() => 'ready' as const, (error: unknown) => error);
+  const outcome = await started;
+  if (outcome === 'ready' || life.isStopping) {
+    if (outcome !== 'ready' && !(outcome instanceof StartInterrupted)) log.debug('start-up step ended by the shutdown', { error: outcome });
+    return;
+  }
+  log.error('start-up failed', { error: outcome });
+  await life.stopAll();
+  process.exit(1);
+}
+
+/** A command that does its work and ends; a signal stops what it started (the embedded server) first. */
+async function runOnce(body: (life: Lifecycle) => Promise<void>): Promise<void> {
+  const life = new Lifecycle();
+  const onSignal = (signal: NodeJS.Signals) => {
+    log.info('interrupted', { signal });
+    void life.stopAll().finally(() => process.exit(130));
+  };
+  for (const signal of SIGNALS) process.once(signal, onSignal);
   try {
-    await body();
-  } catch (error) {
-    log.error('start-up failed', { error });
+    await body(life);
+  } finally {
     await life.stopAll();
-    process.exit(1);
+    for (const signal of SIGNALS) process.removeListener(signal, onSignal);
   }
 }
+
+/** The psql line for a SQL login on the database at `url`. */
+function psqlLine(url: string, user: string, password: string): string {
+  const u = new URL(url);
+  u.username = user;
+  u.password = password;
+  u.protocol = 'postgresql:';
+  return `psql "${u.toString()}"`;
+}
+
+const DEMO_ANALYST = 'demo_analyst';
 
 const program = new Command('iot')
   .description('Plant telemetry backend. Configuration comes from environment variables; see `iot config`.')
@@ -67,15 +104,26 @@ program.command('start')
     const life = new Lifecycle();
     await runUntilSignal(life, async () => {
       const db = await resolveDatabase(c, life);
+      life.checkpoint();
       const { tier } = await migrateWithConfig(db.url, c);
       const pool = createPool(db.url, life, 20, 'iot-start');
       const secret = jwtSecret(c.JWT_SECRET, c.DATA_DIR);
       const demo = c.DEMO === 'true' || (c.DEMO === 'auto' && db.embedded && !c.MQTT_BROKER_URL);
       let tenantId: string | undefined;
+      let analystPsql: string | undefined;
       if (demo) {
+        life.checkpoint();
         tenantId = await seedDemoPlant(pool);
         const runs = await seedDemoHistory(pool, tenantId);
         if (runs) log.info('demo plant: a week of production history written', { productionRuns: runs });
+        const password = demoAnalystPassword(c.DATA_DIR);
+        try {
+          await pool.query('select iot_private.set_analyst_login($1, $2, $3)', [DEMO_ANALYST, [DEMO_TENANT.code], password]);
+          analystPsql = psqlLine(db.url, DEMO_ANALYST, password);
+        } catch (error) {
+          // DATABASE_URL's login may not create roles: the demo runs without the analyst login then.
+          log.warn('demo analyst login not created', { login: DEMO_ANALYST, error });
+        }
       }
       const brokerUrl = await resolveBroker(c, life);
       const worker = await startWorker(db.url, c.WORKER_CONCURRENCY, c.TELEMETRY_RETENTION_DAYS, Number(c.HEALTH_SCORE_INTERVAL_MINUTES));
@@ -100,6 +148,8 @@ program.command('start')
           `  GraphQL:   ${api.url}${c.GRAPHQL_WS_PATH}   MQTT: ${brokerUrl}`,
           `  Demo token (tenant "${DEMO_TENANT.code}", role iot_operator, 30 days). In GraphiQL add the header`,
           `    Authorization: Bearer ${token}`,
+          ...(analystPsql ? [`  SQL as an analyst of tenant "${DEMO_TENANT.code}" (schema iot, no prefix needed):`, `    ${analystPsql}`] : []),
+          '  Stop with Ctrl-C.',
           '',
         ].join('\n') + '\n');
       }
@@ -111,14 +161,11 @@ program.command('migrate')
   .description('Apply database migrations and re-apply the SQL logic (sql/), then exit.')
   .action(async () => {
     const c = config();
-    const life = new Lifecycle();
-    try {
-      const db = await resolveDatabase(c, life);
+    await runOnce(async (life) => {
+      const db = await resolveDatabase(c, life, { joinRunning: true });
       const result = await migrateWithConfig(db.url, c);
       log.info('migrated', { tier: result.tier, applied: result.applied.length });
-    } finally {
-      await life.stopAll();
-    }
+    });
   });
 
 program.command('worker')
@@ -157,9 +204,8 @@ program.command('simulate')
       if (opts.seed) {
         const db = await resolveDatabase(c, life);
         await migrateWithConfig(db.url, c);
-        const pool = new Pool({ connectionString: db.url, max: 2 });
+        const pool = createPool(db.url, life, 2, 'iot-simulate-seed');
         await seedDemoPlant(pool);
-        await pool.end();
       }
       const sim = await startMqttSimulator(c.MQTT_BROKER_URL ?? `mqtt://127.0.0.1:${c.MQTT_EMBEDDED_PORT}`, c.SIM_INTERVAL_MS,
         { username: c.MQTT_USERNAME, password: c.MQTT_PASSWORD });
@@ -174,14 +220,15 @@ program.command('token')
   .option('--subject <name>', 'who the token is for (recorded on acknowledgements)', 'cli')
   .option('--expires <span>', 'lifetime, e.g. 12h or 30d', '12h')
   .action(async (opts: { tenant: string; role: string; subject: string; expires: string }) => {
+    logToStderr(); // stdout is the token alone
     const c = config();
-    if (opts.role !== 'iot_operator' && opts.role !== 'iot_analyst') {
-      process.stderr.write(`iot token: --role ${JSON.stringify(opts.role)} is invalid: expected iot_operator or iot_analyst\n`);
+    const role = opts.role;
+    if (role !== 'iot_operator' && role !== 'iot_analyst') {
+      process.stderr.write(`iot token: --role ${JSON.stringify(role)} is invalid: expected iot_operator or iot_analyst\n`);
       process.exit(2);
     }
-    const life = new Lifecycle();
-    try {
-      const db = await resolveDatabase(c, life);
+    await runOnce(async (life) => {
+      const db = await resolveDatabase(c, life, { joinRunning: true }); // beside a running `iot start` too
       const pool = createPool(db.url, life, 1, 'iot-token');
       const { rows } = await pool.query<{ id: string }>('select id from iot.tenants where tenant_code = $1', [opts.tenant]);
       if (!rows.length) {
@@ -190,10 +237,34 @@ program.command('token')
         return;
       }
       process.stdout.write(signToken(jwtSecret(c.JWT_SECRET, c.DATA_DIR), {
-        role: opts.role, tenantId: rows[0].id, subject: opts.subject, expiresIn: opts.expires }) + '\n');
-    } finally {
-      await life.stopAll();
-    }
+        role, tenantId: rows[0].id, subject: opts.subject, expiresIn: opts.expires }) + '\n');
+    });
+  });
+
+program.command('analyst-login')
+  .description('Create or update a SQL login for an analyst: member of iot_analyst, sees only the given tenants, finds the iot names without a schema prefix. Prints a psql line.')
+  .argument('<name>', 'login name (lower-case letters, digits, _)')
+  .requiredOption('--tenant <codes>', 'tenant code(s) the login sees, comma-separated (replaces its earlier ones)')
+  .option('--password <password>', 'password to set (default: a new random one, printed in the psql line)')
+  .action(async (name: string, opts: { tenant: string; password?: string }) => {
+    logToStderr(); // stdout is the psql line alone
+    const c = config();
+    await runOnce(async (life) => {
+      const db = await resolveDatabase(c, life, { joinRunning: true });
+      const pool = createPool(db.url, life, 1, 'iot-analyst-login');
+      const { rows: [fn] } = await pool.query(`select to_regprocedure('iot_private.set_analyst_login(text, text[], text)') as oid`);
+      if (!fn.oid) await migrateWithConfig(db.url, c); // a database never migrated yet
+      const password = opts.password ?? randomPassword();
+      const tenants = opts.tenant.split(',').map((t) => t.trim()).filter(Boolean);
+      try {
+        await pool.query('select iot_private.set_analyst_login($1, $2, $3)', [name, tenants, password]);
+      } catch (error) {
+        process.stderr.write(`iot analyst-login: ${(error as Error).message}\n`);
+        process.exitCode = 2;
+        return;
+      }
+      process.stdout.write(psqlLine(db.url, name, password) + '\n');
+    });
   });
 
 program.command('config')
@@ -204,12 +275,24 @@ program.command('config')
       process.stdout.write(configMarkdown() + '\n');
       return;
     }
+    logToStderr();
     const c = config();
     for (const [k, v] of Object.entries(c)) {
-      const secret = /PASSWORD|SECRET/.test(k) || (k === 'DATABASE_URL' && v);
-      process.stdout.write(`${k}=${v === undefined ? '' : secret ? '***' : v}\n`);
+      process.stdout.write(`${k}=${v === undefined ? '' : /PASSWORD|SECRET/.test(k) ? '***' : hidePassword(String(v))}\n`);
     }
   });
+
+/** A URL's password replaced by ***; anything else as it is. */
+function hidePassword(value: string): string {
+  try {
+    const u = new URL(value);
+    if (!u.password) return value;
+    u.password = '***';
+    return u.toString();
+  } catch {
+    return value;
+  }
+}
 
 program.parseAsync(process.argv).catch((error) => {
   log.error('failed', { error });

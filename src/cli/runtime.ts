@@ -15,30 +15,78 @@ import { ReadingSink } from '../ingest/sink';
 
 const log = logger('runtime');
 
-/** Things to undo on shutdown, last started first stopped. */
-export class Lifecycle {
-  private stops: { name: string; stop: () => Promise<unknown> }[] = [];
-  add(name: string, stop: () => Promise<unknown>): void {
-    this.stops.push({ name, stop });
-  }
-  async stopAll(): Promise<void> {
-    for (const { name, stop } of this.stops.reverse()) {
-      try {
-        await stop();
-      } catch (error) {
-        log.warn('error while stopping', { component: name, error });
-      }
-    }
-    this.stops = [];
+/** Thrown by Lifecycle.add once a stop was requested: the start-up sequence ends at that step. */
+export class StartInterrupted extends Error {
+  constructor() {
+    super('start-up interrupted by a stop request');
   }
 }
 
-export async function resolveDatabase(config: Config, life: Lifecycle): Promise<{ url: string; embedded: boolean }> {
+/**
+ * Things to undo on shutdown, last started first stopped. A stop requested during start-up lets
+ * the step under way finish: the next add() registers its component and throws StartInterrupted,
+ * so everything started is stopped in order, the database last.
+ */
+export class Lifecycle {
+  private stops: { name: string; stop: () => Promise<unknown> }[] = [];
+  private stopRequested = false;
+  private drained = false;
+  private draining: Promise<void> | undefined;
+
+  get isStopping(): boolean {
+    return this.stopRequested;
+  }
+
+  requestStop(): void {
+    this.stopRequested = true;
+  }
+
+  /** Before a long start-up step: ends the start-up here if a stop was requested. */
+  checkpoint(): void {
+    if (this.stopRequested) throw new StartInterrupted();
+  }
+
+  add(name: string, stop: () => Promise<unknown>): void {
+    this.stops.push({ name, stop });
+    if (!this.stopRequested) return;
+    if (this.drained) void this.stopAll(); // a straggler after the shutdown pass
+    throw new StartInterrupted();
+  }
+
+  /** Stops everything added so far (and anything added meanwhile); callers share one pass. */
+  stopAll(): Promise<void> {
+    this.stopRequested = true;
+    this.draining ??= (async () => {
+      for (let next = this.stops.pop(); next; next = this.stops.pop()) {
+        try {
+          await next.stop();
+          log.debug('stopped', { component: next.name });
+        } catch (error) {
+          log.warn('error while stopping', { component: next.name, error });
+        }
+      }
+    })().finally(() => {
+      this.draining = undefined;
+      this.drained = true;
+    });
+    return this.draining;
+  }
+}
+
+/**
+ * DATABASE_URL, or the embedded server in DATA_DIR. With `joinRunning`, a server that a running
+ * `iot start` owns is used as it is (for short commands beside it) instead of refusing.
+ */
+export async function resolveDatabase(config: Config, life: Lifecycle, options: { joinRunning?: boolean } = {}):
+  Promise<{ url: string; embedded: boolean; port?: number }> {
   if (config.DATABASE_URL) return { url: config.DATABASE_URL, embedded: false };
-  const pg = await startEmbeddedPostgres({ dataDir: join(config.DATA_DIR, 'postgres'), port: config.EMBEDDED_PG_PORT });
+  life.checkpoint();
+  const pg = await startEmbeddedPostgres({
+    dataDir: join(config.DATA_DIR, 'postgres'), port: config.EMBEDDED_PG_PORT, joinRunning: options.joinRunning,
+  });
   life.add('embedded PostgreSQL', () => pg.stop());
   await pg.createDatabase('iot');
-  return { url: pg.connectionString('iot'), embedded: true };
+  return { url: pg.connectionString('iot'), embedded: true, port: pg.port };
 }
 
 export function migrateWithConfig(url: string, config: Config) {

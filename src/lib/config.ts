@@ -41,6 +41,16 @@ const url = (...protocols: string[]): Pick<Spec<string>, 'expected' | 'parse'> =
     }
   },
 });
+// OPC UA NodeId in its string form (OPC 10000-6, 5.3.1.10): an optional namespace (ns=<index> or
+// nsu=<uri>), then i=<number>, s=<string>, g=<guid> or b=<base64>.
+const NODE_ID = /^(?:(?:ns=\d+|nsu=[^;]+);)?(?:i=\d+|s=.+|g=[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|b=[A-Za-z0-9+/]+={0,2})$/i;
+const nodeIds = (): Pick<Spec<string[]>, 'expected' | 'parse'> => ({
+  expected: 'comma-separated OPC UA NodeIds such as ns=2;s=Press1.Temperature,ns=2;i=1001',
+  parse: (raw) => {
+    const ids = raw.split(',').map((id) => id.trim()).filter(Boolean);
+    return ids.length && ids.every((id) => NODE_ID.test(id)) ? ids : undefined;
+  },
+});
 const text = (): Pick<Spec<string>, 'expected' | 'parse'> => ({ expected: 'text', parse: (raw) => raw });
 const path = (): Pick<Spec<string>, 'expected' | 'parse'> => ({
   expected: 'a URL path starting with /',
@@ -51,7 +61,7 @@ export const specs = {
   DATABASE_URL: { ...url('postgres:', 'postgresql:'), default: undefined,
     description: 'PostgreSQL/TimescaleDB to use. Unset: start embedded PostgreSQL in DATA_DIR (and run the demo plant).' },
   DATA_DIR: { ...text(), default: '.data',
-    description: 'Folder for embedded PostgreSQL data, the generated JWT secret and other local state (kept between runs).' },
+    description: 'Folder for embedded PostgreSQL data, the generated JWT secret, the demo analyst\'s password and other local state (kept between runs).' },
   EMBEDDED_PG_PORT: { ...int(1, 65535), default: '5455', description: 'Port of the embedded PostgreSQL (loopback only).' },
   TIMESCALE_TIER: { ...oneOf('auto', '1', '2', '3'), default: 'auto',
     description: 'Storage tier at first migrate: auto detects; 1 TimescaleDB community, 2 TimescaleDB Apache, 3 plain PostgreSQL.' },
@@ -60,6 +70,8 @@ export const specs = {
   GRAPHIQL_ENABLED: { ...bool(), default: 'true', description: 'Serve the GraphiQL explorer.' },
   GRAPHQL_WS_ENABLED: { ...bool(), default: 'true', description: 'Accept GraphQL subscriptions over WebSocket (graphql-ws protocol).' },
   GRAPHQL_WS_PATH: { ...path(), default: '/graphql', description: 'WebSocket path for subscriptions.' },
+  REDIS_PUBSUB_URL: { ...url('redis:', 'rediss:'), default: undefined,
+    description: 'Accepted for deployments of the earlier system and not used: subscriptions here run on PostgreSQL LISTEN/NOTIFY, so no Redis is needed (a line at start says so).' },
   JWT_SECRET: { ...text(), default: undefined,
     description: 'Secret that signs API tokens (HS256). Unset: generated once and kept in DATA_DIR/jwt-secret.' },
   API_MAX_PAGE_SIZE: { ...int(1, 100000), default: '1000', description: 'Largest `first`/`last` a telemetry connection accepts.' },
@@ -71,10 +83,14 @@ export const specs = {
   MQTT_TOPICS: { ...text(), default: 'facility/+/workcenter/+/sensor/+',
     description: 'Comma-separated topic filters to subscribe to.' },
   MQTT_CLIENT_ID: { ...text(), default: undefined,
-    description: 'Client id of the ingestor (persistent session). Default iot-ingest-<hostname>.' },
+    description: 'Client id of the ingestor (persistent session). Default `iot-ingest-<hostname>`.' },
   MQTT_SHARED_GROUP: { ...text(), default: undefined,
-    description: 'Subscribe as $share/<group>/<topic> so several ingestors split the load (MQTT 5 brokers).' },
+    description: 'Subscribe as `$share/<group>/<topic>` so several ingestors split the load (MQTT 5 brokers).' },
   MQTT_QOS: { ...int(0, 2), default: '1', description: 'QoS of the ingest subscription.' },
+  OPCUA_ENDPOINT_URL: { ...url('opc.tcp:'), default: undefined,
+    description: 'One OPC UA server, configured quickly (with OPCUA_NODE_IDS). Checked at start; the OPC UA ingestor that will read it is a later issue, so today nothing is read from it (a line at start says so).' },
+  OPCUA_NODE_IDS: { ...nodeIds(), default: undefined,
+    description: 'Comma-separated NodeIds to read from OPCUA_ENDPOINT_URL, e.g. `ns=2;s=Press1.Temperature` (string identifiers cannot contain a comma).' },
   INGEST_BATCH_SIZE: { ...int(1, 1000000), default: '5000', description: 'Readings per COPY batch at most.' },
   INGEST_BATCH_MAX_WAIT_MS: { ...int(1, 60000), default: '200', description: 'Longest a reading waits before its batch is written.' },
   INGEST_BUFFER_MAX: { ...int(1, 10000000), default: '100000',
@@ -128,9 +144,31 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return config;
 }
 
+export interface ConfigNotice {
+  level: 'info' | 'warn';
+  message: string;
+  fields: Record<string, unknown>;
+}
+
+/** What a process should say at start about variables that are set but do nothing (yet). */
+export function configNotices(config: Config): ConfigNotice[] {
+  const notices: ConfigNotice[] = [];
+  if (config.REDIS_PUBSUB_URL) {
+    notices.push({ level: 'info', message: 'REDIS_PUBSUB_URL is set but not needed: GraphQL subscriptions use PostgreSQL LISTEN/NOTIFY here, no Redis is used', fields: {} });
+  }
+  if (config.OPCUA_ENDPOINT_URL || config.OPCUA_NODE_IDS) {
+    notices.push({ level: 'warn', message: 'OPCUA_ENDPOINT_URL/OPCUA_NODE_IDS are valid but not read yet: the OPC UA ingestor is a later issue; use MQTT for now',
+      fields: { endpoint: config.OPCUA_ENDPOINT_URL, nodes: config.OPCUA_NODE_IDS?.length } });
+  }
+  if (config.OPCUA_NODE_IDS && !config.OPCUA_ENDPOINT_URL) {
+    notices.push({ level: 'warn', message: 'OPCUA_NODE_IDS is set without OPCUA_ENDPOINT_URL', fields: {} });
+  }
+  return notices;
+}
+
 export function configMarkdown(): string {
   const rows = Object.entries(specs).map(
-    ([name, s]) => `| \`${name}\` | ${s.default === undefined ? '(unset)' : `\`${s.default}\``} | ${s.description} |`,
+    ([name, s]) => `| \`${name}\` | ${s.default === undefined ? '(unset)' : `\`${s.default}\``} | ${s.description.replace(/\|/g, '\\|')} |`,
   );
   return ['| variable | default | meaning |', '|---|---|---|', ...rows].join('\n');
 }

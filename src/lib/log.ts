@@ -3,8 +3,15 @@ type Level = 'debug' | 'info' | 'warn' | 'error';
 const order: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 let threshold: number = order[(process.env.LOG_LEVEL as Level) ?? 'info'] ?? order.info;
 
+let everythingToStderr = false;
+
 export function setLogLevel(level: Level): void {
   threshold = order[level];
+}
+
+/** For commands whose standard output is their result (`iot token`): every log line goes to stderr. */
+export function logToStderr(): void {
+  everythingToStderr = true;
 }
 
 function format(value: unknown): string {
@@ -19,7 +26,7 @@ function write(level: Level, component: string, message: string, fields?: Record
   if (fields) {
     for (const [k, v] of Object.entries(fields)) if (v !== undefined) line += ` ${k}=${format(v)}`;
   }
-  (level === 'error' || level === 'warn' ? process.stderr : process.stdout).write(line + '\n');
+  (everythingToStderr || level === 'error' || level === 'warn' ? process.stderr : process.stdout).write(line + '\n');
 }
 
 export interface Logger {

@@ -1,18 +1,37 @@
-// The JWT secret: JWT_SECRET, or one generated on first start and kept in DATA_DIR/jwt-secret
-// so tokens stay valid across restarts.
+// Secrets generated on first start and kept in DATA_DIR (mode 0600) so they stay the same across
+// restarts: the JWT secret (unless JWT_SECRET is set) and the demo analyst's database password.
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import jwt from 'jsonwebtoken';
 
-export function jwtSecret(configured: string | undefined, dataDir: string): string {
-  if (configured) return configured;
-  const file = join(dataDir, 'jwt-secret');
-  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+/** A random secret kept in DATA_DIR/<file>: made once, then read back. */
+export function keptSecret(dataDir: string, file: string, bytes = 32): string {
+  const path = join(dataDir, file);
+  if (existsSync(path)) return readFileSync(path, 'utf8').trim();
   mkdirSync(dataDir, { recursive: true });
-  const secret = randomBytes(32).toString('base64url');
-  writeFileSync(file, secret + '\n', { mode: 0o600 });
+  const secret = randomBytes(bytes).toString('hex'); // hex: safe in a connection URL, YAML and a shell
+  try {
+    writeFileSync(path, secret + '\n', { mode: 0o600, flag: 'wx' });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    return readFileSync(path, 'utf8').trim(); // another process made it first
+  }
   return secret;
+}
+
+export function jwtSecret(configured: string | undefined, dataDir: string): string {
+  return configured || keptSecret(dataDir, 'jwt-secret');
+}
+
+/** Password of the demo analyst login that `iot start` creates (DATA_DIR/analyst-password). */
+export function demoAnalystPassword(dataDir: string): string {
+  return keptSecret(dataDir, 'analyst-password', 18);
+}
+
+/** A fresh random password (for `iot analyst-login` without --password). */
+export function randomPassword(): string {
+  return randomBytes(18).toString('hex');
 }
 
 export interface TokenClaims {

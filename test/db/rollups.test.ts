@@ -5,6 +5,7 @@ import { ReadingSink } from '../../src/ingest/sink';
 import { startWorker } from '../../src/lib/worker';
 import { createTestDatabase, seedSmallPlant, TestDatabase } from '../helpers/db';
 import { waitFor } from '../helpers/wait';
+import { onTiers } from '../helpers/tier';
 
 const test = suite('db: rollups, heartbeat watchdog, retention, scheduled jobs');
 let db: TestDatabase;
@@ -55,8 +56,8 @@ test('rollup views equal aggregates of raw readings before, during and after ref
   assert.ok(again < 5, `a second refresh right after does little: ${again}`);
 });
 
-test('late readings below the watermark invalidate their range and the next refresh repairs it', async () => {
-  if (db.tier === 1) return console.log('  [rollups] tier 1 uses continuous aggregates; skipped');
+// Tier 1's continuous aggregates are issue 10's: until then this test is skipped there, not passed.
+onTiers(test, [2, 3], 'tier 1 uses continuous aggregates (their late-data path is tested separately)')('late readings below the watermark invalidate their range and the next refresh repairs it', async () => {
   const late = Array.from({ length: 120 }, (_, i) => new Date(Date.now() - 2 * 3600_000 + i * 1000 + 500)); // half-second offsets: new rows
   await store(late, () => 99, 'PRESSURE');
   const inv = await db.pool.query(`select count(*)::int as n from iot_private.rollup_invalidations`);

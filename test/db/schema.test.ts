@@ -2,6 +2,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { migrate } from '../../src/lib/db/migrate';
 import { rejects } from '../helpers/assert';
+import { onTiers } from '../helpers/tier';
 import { createTestDatabase, seedSmallPlant, TestDatabase } from '../helpers/db';
 
 const test = suite('db: migrations, tiers, constraints, tenancy');
@@ -40,8 +41,7 @@ test('time-series tables are hypertables on tiers 1-2 and partitioned on tier 3'
   }
 });
 
-test('tier 3: partitions appear for old readings and the job makes them ahead', async () => {
-  if (db.tier !== 3) return console.log('  [schema] skipped partition test: tier', db.tier, 'uses TimescaleDB chunks');
+onTiers(test, [3], 'tiers 1-2 use TimescaleDB chunks, not partitions')('tier 3: partitions appear for old readings and the job makes them ahead', async () => {
   const made = await db.pool.query(`select iot_private.ensure_partitions('sensor_readings', now() - interval '40 days', now() - interval '39 days') as n`);
   assert.is(made.rows[0].n, 2);
   const again = await db.pool.query(`select iot_private.create_partitions_ahead(10) as n`);

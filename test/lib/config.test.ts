@@ -1,9 +1,10 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ConfigError, loadConfig } from '../../src/lib/config';
+import { ConfigError, configMarkdown, configNotices, loadConfig, specs } from '../../src/lib/config';
 
 const test = suite('config and CLI');
 const root = join(__dirname, '../..');
@@ -52,7 +53,7 @@ test('the CLI exits with status 2 and one line on bad configuration', async () =
 });
 
 test('every command has --help', async () => {
-  for (const args of [['start'], ['migrate'], ['worker'], ['ingest', 'mqtt'], ['simulate'], ['token'], ['config']]) {
+  for (const args of [['start'], ['migrate'], ['worker'], ['ingest', 'mqtt'], ['simulate'], ['token'], ['analyst-login'], ['config']]) {
     const r = await cli([...args, '--help']);
     assert.is(r.code, 0, `${args.join(' ')} --help`);
     assert.match(r.stdout, `Usage: iot ${args.join(' ')}`);
@@ -64,6 +65,54 @@ test('`iot config` hides secrets', async () => {
   assert.is(r.code, 0);
   assert.not.match(r.stdout, 'hunter2');
   assert.match(r.stdout, 'MQTT_PASSWORD=***');
+});
+
+const contractFile = join(root, '../shared/contract/seed-contract.json');
+if (!existsSync(contractFile)) console.log(`  [config] skipped: ${contractFile} not found (the contract sits in shared/ beside the repository)`);
+(existsSync(contractFile) ? test : test.skip)("every variable of the seed contract's env is known", () => {
+  const contract = JSON.parse(readFileSync(contractFile, 'utf8')) as { env: string[] };
+  assert.ok(contract.env.length > 0);
+  assert.equal(contract.env.filter((name) => !(name in specs)), [], 'unknown to `iot config`');
+});
+
+test('REDIS_PUBSUB_URL is accepted, and a line says why it is not needed', async () => {
+  const c = loadConfig({ REDIS_PUBSUB_URL: 'redis://redis:6379/0' });
+  assert.is(c.REDIS_PUBSUB_URL, 'redis://redis:6379/0');
+  assert.equal(configNotices(loadConfig({})), []);
+  const [notice] = configNotices(c);
+  assert.match(notice.message, /REDIS_PUBSUB_URL .*not needed.*LISTEN\/NOTIFY/);
+  assert.throws(() => loadConfig({ REDIS_PUBSUB_URL: 'localhost:6379' }), /REDIS_PUBSUB_URL="localhost:6379" is invalid: expected a URL starting redis:\/\/ or rediss:\/\//);
+
+  const r = await cli(['config'], { REDIS_PUBSUB_URL: 'redis://:secret@redis:6379' });
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stderr, /INFO .*REDIS_PUBSUB_URL is set but not needed: GraphQL subscriptions use PostgreSQL LISTEN\/NOTIFY/);
+  assert.match(r.stdout, 'REDIS_PUBSUB_URL=redis://:***@redis:6379');
+  assert.not.match(r.stdout, 'secret');
+});
+
+test('OPCUA_ENDPOINT_URL and OPCUA_NODE_IDS are checked; a line says the OPC UA ingestor is not there yet', () => {
+  const c = loadConfig({ OPCUA_ENDPOINT_URL: 'opc.tcp://plc-1.plant:4840/UA/Press',
+    OPCUA_NODE_IDS: 'ns=2;s=Press1.Temperature, ns=2;i=1001,i=2258,ns=3;g=72962b91-fa75-4ae6-8d28-b404dc7daf63,nsu=urn:press;b=M/RbKBsRVkePCePcx24oRA==' });
+  assert.is(c.OPCUA_ENDPOINT_URL, 'opc.tcp://plc-1.plant:4840/UA/Press');
+  assert.equal(c.OPCUA_NODE_IDS, ['ns=2;s=Press1.Temperature', 'ns=2;i=1001', 'i=2258',
+    'ns=3;g=72962b91-fa75-4ae6-8d28-b404dc7daf63', 'nsu=urn:press;b=M/RbKBsRVkePCePcx24oRA==']);
+  assert.match(configNotices(c).map((n) => n.message).join('\n'), /OPC UA ingestor is a later issue/);
+  for (const [name, value, expected] of [
+    ['OPCUA_ENDPOINT_URL', 'http://plc:4840', 'a URL starting opc.tcp://'],
+    ['OPCUA_ENDPOINT_URL', 'plc:4840', 'a URL starting opc.tcp://'],
+    ['OPCUA_NODE_IDS', 'ns=2;x=1', 'comma-separated OPC UA NodeIds'],
+    ['OPCUA_NODE_IDS', 'ns=2;i=12a', 'comma-separated OPC UA NodeIds'],
+    ['OPCUA_NODE_IDS', 'Press1.Temperature', 'comma-separated OPC UA NodeIds'],
+    ['OPCUA_NODE_IDS', ',', 'comma-separated OPC UA NodeIds'],
+  ]) {
+    assert.throws(() => loadConfig({ [name]: value }), (e: Error) => e instanceof ConfigError && e.message.startsWith(`${name}=${JSON.stringify(value)} is invalid: expected ${expected}`), `${name}=${value}`);
+  }
+  assert.match(configNotices(loadConfig({ OPCUA_NODE_IDS: 'i=85' })).map((n) => n.message).join('\n'), 'OPCUA_NODE_IDS is set without OPCUA_ENDPOINT_URL');
+});
+
+test('the README configuration table is the one `iot config --markdown` prints', () => {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  assert.ok(readme.includes(configMarkdown() + '\n'), 'README.md is out of date: run `npm run iot -- config --markdown` and paste the table');
 });
 
 test.run();
