@@ -79,7 +79,9 @@ as $$
          round(p.ideal_ct, 3)
   from per_wc p
   cross join lateral (select round((p.planned_minutes - p.downtime_minutes) / nullif(p.planned_minutes, 0), 4) as availability) a
-  cross join lateral (select round(least(1, p.ideal_seconds / nullif((p.planned_minutes - p.downtime_minutes) * 60, 0)), 4) as performance) pf
+  -- least() ignores nulls: without an ideal cycle time (or run time) performance is unknown, not 100%.
+  cross join lateral (select p.ideal_seconds / nullif((p.planned_minutes - p.downtime_minutes) * 60, 0) as ratio) pr
+  cross join lateral (select round(case when pr.ratio is not null then least(1, pr.ratio) end, 4) as performance) pf
   cross join lateral (select round(p.good / nullif(p.good + p.scrap + p.rework, 0), 4) as quality) q
 $$;
 
@@ -252,7 +254,9 @@ as $$
          coalesce((select sum(r.setup_minutes) from iot.production_runs r where r.work_center_id = w.id
                      and r.actual_start >= win.s and r.actual_start < win.u), 0),
          round(100 * coalesce(o.run_minutes, 0) / nullif(extract(epoch from win.u - win.s) / 60, 0), 2),
-         round(100 * least(1, (a.good_count + a.scrap_count + a.rework_count)::numeric / nullif(a.planned_quantity, 0)), 2)
+         -- Not least(1, x / nullif(...)): least() ignores nulls, and no active run is no progress, not 100%.
+         case when a.planned_quantity > 0 then
+           round(100 * least(1, (a.good_count + a.scrap_count + a.rework_count)::numeric / a.planned_quantity), 2) end
   from iot.work_centers w
   cross join lateral (select coalesce(since, iot.facility_today_start(w.facility_id)) as s, coalesce(until, now()) as u) win
   left join lateral iot.oee_for(array[w.id], win.s, win.u) o on true

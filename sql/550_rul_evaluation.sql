@@ -7,6 +7,8 @@
 --     `threshold` from the latest value; bounds: value +/- 1.96 residual SD at slope -/+ 1.96 SE (no bound when
 --     that slope might not be falling). anchor_on_fit = true starts from the fitted line's value at
 --     the last point instead of the last raw value (a variant measured beside it, not used by 540).
+--     sql/540 gates the same line by its minimum number and span of scores (8 over 12 h by default);
+--     here the calibrated fit_window of cycles stands in for them.
 --  2. iot_private.rul_health_index(): a degradation index per work center and time step. Each
 --     sensor is standardised against the fleet's healthy baseline (first `baseline_steps` steps of
 --     the calibration engines), signed so it rises with wear, and averaged over sensors:

@@ -28,6 +28,7 @@ declare
   tags text[][] := array[
     ['work_centers', 'work_centers_facility_fkey', 'facility', 'workCenters'],
     ['iot_devices', 'iot_devices_work_center_fkey', 'workCenter', 'iotDevices'],
+    ['iot_devices', 'iot_devices_facility_fkey', 'facility', 'iotDevices'],
     ['device_channels', 'device_channels_device_fkey', 'device', 'channels'],
     ['production_runs', 'production_runs_work_center_fkey', 'workCenter', 'productionRuns'],
     ['maintenance_records', 'maintenance_records_work_center_fkey', 'workCenter', 'maintenanceRecords'],
@@ -55,3 +56,16 @@ exception when duplicate_object then
   null;
 end $$;
 comment on type iot.jwt_token is 'Claims of an API token: role (iot_operator or iot_analyst), tenant_id, sub, exp, aud.';
+
+-- Predictive maintenance (issue 6, H3): models are registered and edited through the API (deployed
+-- with deployPredictiveMaintenanceModel, never deleted: alerts point at them); the catalogue has full CRUD.
+comment on table iot.predictive_maintenance_models is E'@omit delete\nModels that raise predictive-maintenance alerts: the built-in HEALTH_TREND and ANOMALY_RATE (sql/542) and any a tenant registers. One PRODUCTION model per tenant, model type and deployment scope; deployPredictiveMaintenanceModel switches it.';
+comment on column iot.predictive_maintenance_models.deployment_scope is E'What the model covers: work_center:<id>, work_center_type:<type> or all, then /<failure mode> or /any.';
+comment on constraint maintenance_catalogue_scope_key on iot.maintenance_catalogue is '@omit';
+comment on constraint predictive_maintenance_models_work_center_fkey on iot.predictive_maintenance_models is
+  E'@fieldName workCenter\n@foreignFieldName predictiveMaintenanceModels';
+comment on constraint maintenance_catalogue_tenant_fkey on iot.maintenance_catalogue is
+  E'@fieldName tenant\n@foreignFieldName maintenanceCatalogue';
+
+-- facility_id is filled from the work center by a trigger (sql/130_registry_checks.sql): optional on create.
+comment on column iot.iot_devices.facility_id is E'@hasDefault\nThe facility of the device''s work center (filled from it; a different value is refused).';

@@ -1,5 +1,6 @@
 // The demo plant: one tenant, three facilities, presses, folders, cutters and binders with
-// temperature, vibration, pressure, speed and count sensors. Used by the seed and the simulator.
+// TEMPERATURE, VIBRATION, PRESSURE, SPEED and COUNT sensors (the contract's upper-case types). Used by the
+// seed, the simulator and the predictive-maintenance evaluation.
 import type { Pool } from 'pg';
 
 export interface DemoChannel { sensorType: string; unit: string; base: number; noise: number }
@@ -29,17 +30,17 @@ function workCenter(facility: string, type: string, n: number): DemoWorkCenter {
         deviceCode: `${facility}-${code}-SENS`,
         deviceType: 'SENSOR',
         channels: [
-          { sensorType: 'temperature', unit: '°F', base: k.temp, noise: 0.6 },
-          { sensorType: 'vibration', unit: 'mm/s', base: k.vib, noise: 0.15 },
-          { sensorType: 'pressure', unit: 'PSI', base: k.pressure, noise: 2.5 },
+          { sensorType: 'TEMPERATURE', unit: '°F', base: k.temp, noise: 0.6 },
+          { sensorType: 'VIBRATION', unit: 'mm/s', base: k.vib, noise: 0.15 },
+          { sensorType: 'PRESSURE', unit: 'PSI', base: k.pressure, noise: 2.5 },
         ],
       },
       {
         deviceCode: `${facility}-${code}-CNT`,
         deviceType: 'PRESS_COUNTER',
         channels: [
-          { sensorType: 'speed', unit: 'sheets/h', base: k.speed, noise: k.speed * 0.02 },
-          { sensorType: 'count', unit: 'units', base: 0, noise: 0 },
+          { sensorType: 'SPEED', unit: 'sheets/h', base: k.speed, noise: k.speed * 0.02 },
+          { sensorType: 'COUNT', unit: 'units', base: 0, noise: 0 },
         ],
       },
     ],

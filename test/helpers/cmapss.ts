@@ -22,7 +22,8 @@ export const SENSOR_INFO: Record<number, { name: string; unit: string }> = {
   21: { name: 'W32 LPT coolant bleed', unit: 'lbm/s' },
 };
 
-export const sensorType = (s: number) => `cmapss_s${s}`;
+/** Upper case, as every sensor type is (the contract's spelling). */
+export const sensorType = (s: number) => `CMAPSS_S${s}`;
 
 export interface Engine {
   unit: number;
