@@ -161,3 +161,27 @@ end
 $$;
 comment on function iot.deploy_predictive_maintenance_model(uuid) is
   'Makes the model PRODUCTION in its scope (tenant, model type, work center or type or all, failure mode or any); the model it replaces becomes STAGING and is kept. Operators only; IOT04 for a model of another tenant.';
+
+-- next_retraining_at follows from the last retraining and the frequency (ON_DEMAND: none), unless
+-- the caller sets it explicitly.
+create or replace function iot_private.tg_models__schedule_retraining() returns trigger
+  language plpgsql
+  set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if tg_op = 'UPDATE' and new.next_retraining_at is distinct from old.next_retraining_at then
+    return new;
+  end if;
+  if tg_op = 'INSERT' and new.next_retraining_at is not null then
+    return new;
+  end if;
+  new.next_retraining_at := new.last_retrained_at + case new.retraining_frequency
+    when 'WEEKLY' then interval '7 days' when 'MONTHLY' then interval '1 month'
+    when 'QUARTERLY' then interval '3 months' end;
+  return new;
+end
+$$;
+drop trigger if exists _100_schedule_retraining on iot.predictive_maintenance_models;
+create trigger _100_schedule_retraining
+  before insert or update of last_retrained_at, retraining_frequency, next_retraining_at on iot.predictive_maintenance_models
+  for each row execute function iot_private.tg_models__schedule_retraining();

@@ -289,6 +289,18 @@ test('a demoted built-in model raises nothing; its PRODUCTION successor\'s param
   assert.equal([a.model_id, a.model_version], [v2.id, '2']);
 });
 
+test('next_retraining_at follows last_retrained_at and the retraining frequency unless set', async () => {
+  const t = await seedSmallPlant(db.pool, 'retrain', 'RETRAIN');
+  const at = new Date('2026-11-01T00:00:00Z');
+  const weekly = await one(`insert into iot.predictive_maintenance_models (tenant_id, model_code, model_type, algorithm, retraining_frequency, last_retrained_at)
+    values ($1, 'W', 'FAILURE_PREDICTION', 'RANDOM_FOREST', 'WEEKLY', $2) returning id, next_retraining_at`, [t.tenantId, at]);
+  assert.is(weekly.next_retraining_at.toISOString(), '2026-11-08T00:00:00.000Z');
+  const q = await one(`update iot.predictive_maintenance_models set retraining_frequency = 'QUARTERLY' where id = $1 returning next_retraining_at`, [weekly.id]);
+  assert.is(q.next_retraining_at.toISOString(), '2027-02-01T00:00:00.000Z');
+  const onDemand = await one(`update iot.predictive_maintenance_models set retraining_frequency = 'ON_DEMAND' where id = $1 returning next_retraining_at`, [weekly.id]);
+  assert.is(onDemand.next_retraining_at, null);
+});
+
 test('through GraphQL: an operator edits the catalogue, registers and deploys a model, and reads the alert fields clients use', async () => {
   const t = await seedSmallPlant(db.pool, 'gql', 'G1');
   await db.pool.query(`select iot_private.ensure_builtin_models($1)`, [[t.tenantId]]);

@@ -82,7 +82,7 @@ async function newChannel(): Promise<Channel> {
     `insert into iot.iot_devices (tenant_id, work_center_id, device_code) values ($1, $2, $3) returning id`,
     [plant.tenantId, plant.workCenterId, `SPC-${deviceCount}`]);
   const c = await db.pool.query<{ id: string }>(
-    `insert into iot.device_channels (tenant_id, device_id, sensor_type, unit) values ($1, $2, 'temperature', '°F') returning id`,
+    `insert into iot.device_channels (tenant_id, device_id, sensor_type, unit) values ($1, $2, 'TEMPERATURE', '°F') returning id`,
     [plant.tenantId, d.rows[0].id]);
   return { deviceId: d.rows[0].id, channelId: c.rows[0].id, values: [] };
 }
@@ -92,7 +92,7 @@ async function store(ch: Channel, values: number[], quality: (i: number) => 'GOO
   const first = ch.values.length;
   const sink = new ReadingSink(db.pool, { batchSize: 5000, maxWaitMs: 5, bufferMax: 100_000 });
   sink.add(values.map((value, k) => ({
-    time: at(first + k), tenantId: plant.tenantId, deviceId: ch.deviceId, sensorType: 'temperature', value, unit: '°F',
+    time: at(first + k), tenantId: plant.tenantId, deviceId: ch.deviceId, sensorType: 'TEMPERATURE', value, unit: '°F',
     quality: quality(k),
   })));
   await sink.close();
@@ -442,7 +442,7 @@ test('GraphQL: the computeSpcControlLimits mutation, documented, with error code
     const ok = await gql(m, { c: ch.channelId, f: at(0).toISOString(), t: at(BASELINE - 1).toISOString() });
     assert.not.ok(ok.errors, JSON.stringify(ok.errors));
     const l = ok.data.computeSpcControlLimits.spcControlLimit;
-    assert.equal([l.sampleCount, l.isActive, l.channel.sensorType], [BASELINE, true, 'temperature']);
+    assert.equal([l.sampleCount, l.isActive, l.channel.sensorType], [BASELINE, true, 'TEMPERATURE']);
     const bad = await gql(m, { c: ch.channelId, f: at(0).toISOString(), t: at(5).toISOString() });
     assert.is(bad.errors![0].errcode, 'IOT05');
     const doc = await gql(`{ __type(name: "Mutation") { fields { name description } } }`);
