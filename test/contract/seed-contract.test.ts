@@ -19,7 +19,7 @@ import { MqttIngestor } from '../../src/ingest/mqtt';
 import { RegistryCache } from '../../src/ingest/registry';
 import { ReadingSink } from '../../src/ingest/sink';
 import { specs } from '../../src/lib/config';
-import { testBroker } from '../helpers/broker';
+import { publishAsDevice, testBroker } from '../helpers/broker';
 import {
   CONTRACT_PATH, ContractPlant, filledCounts, loadContract, populateContractPlant, rawPayloadExamples, refusedValues, relationsOf,
   report, withTenant,
@@ -339,16 +339,7 @@ const seed = lazy(async () => {
 /** Publishes with mosquitto_pub where installed (as a user would), else mqtt.js. */
 async function publish(topic: string, payload: string): Promise<string> {
   const { broker, publisher } = await seed();
-  const url = new URL(broker.url);
-  try {
-    // Asynchronously: the in-process broker must keep running while mosquitto_pub talks to it.
-    await promisify(execFile)('mosquitto_pub', ['-h', url.hostname, '-p', url.port, '-q', '1', '-t', topic, '-m', payload]);
-    return 'mosquitto_pub';
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    await publisher.publishAsync(topic, payload, { qos: 1 });
-    return 'mqtt.js';
-  }
+  return publishAsDevice(broker.url, publisher, topic, payload);
 }
 
 async function seedReadings() {

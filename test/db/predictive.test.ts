@@ -1,14 +1,11 @@
 // Predictive-maintenance alerts and models under the seed's names and values (sql/540-542,
 // db/migrations/000006): when a trend may predict, what an alert carries, the maintenance
 // catalogue, and deployPredictiveMaintenanceModel.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { rejects } from '../helpers/assert';
-import { migrate, projectRoot } from '../../src/lib/db/migrate';
+import { migrate } from '../../src/lib/db/migrate';
+import { extractPreviousRelease } from '../helpers/release';
 import { createTestDatabase, seedSmallPlant, TestDatabase } from '../helpers/db';
 import { startTestApi } from '../helpers/graphql';
 
@@ -24,7 +21,7 @@ test.before(async () => {
 });
 test.after(async () => {
   await db.drop();
-  if ('dir' in release) rmSync(release.dir, { recursive: true, force: true });
+  if ('dir' in release) release.remove();
 });
 
 const one = async (sql: string, params: unknown[] = []) => (await db.pool.query(sql, params)).rows[0];
@@ -341,19 +338,7 @@ test('through GraphQL: an operator edits the catalogue, registers and deploys a 
 });
 
 // Release 0.1.0's alerts and models (its db/ and sql/ from git) upgrade in place through 000006.
-const PREVIOUS_RELEASE = '928d2ad';
-function extractRelease(): { dir: string } | { skip: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'iot-release-'));
-  try {
-    const tar = execFileSync('git', ['-C', projectRoot, 'archive', PREVIOUS_RELEASE, 'db', 'sql'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    execFileSync('tar', ['-x', '-C', dir], { input: tar });
-    return { dir };
-  } catch (error) {
-    rmSync(dir, { recursive: true, force: true });
-    return { skip: `release ${PREVIOUS_RELEASE} is not in this checkout's git history (${(error as Error).message.split('\n')[0]})` };
-  }
-}
-const release = extractRelease();
+const release = extractPreviousRelease();
 const tier = (process.env.TEST_TIMESCALE_TIER as 'auto') ?? 'auto';
 if ('skip' in release) {
   console.log(`[skip] db/predictive upgrade: ${release.skip}`);

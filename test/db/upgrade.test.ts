@@ -1,30 +1,13 @@
 // A database migrated by the previous release (0.1.0, before the seed's names were restored)
 // upgrades in place with its data: columns and values renamed, no telemetry dropped.
 // The old release's db/ and sql/ come from git; without the history the suite is skipped.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { migrate, projectRoot } from '../../src/lib/db/migrate';
+import { migrate } from '../../src/lib/db/migrate';
+import { extractPreviousRelease } from '../helpers/release';
 import { createTestDatabase, TestDatabase } from '../helpers/db';
 
-const PREVIOUS_RELEASE = '928d2ad'; // the last commit of 0.1.0 (issues 2 and 3)
-
-function extractRelease(): { dir: string } | { skip: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'iot-release-'));
-  try {
-    const tar = execFileSync('git', ['-C', projectRoot, 'archive', PREVIOUS_RELEASE, 'db', 'sql'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    execFileSync('tar', ['-x', '-C', dir], { input: tar });
-    return { dir };
-  } catch (error) {
-    rmSync(dir, { recursive: true, force: true });
-    return { skip: `release ${PREVIOUS_RELEASE} is not in this checkout's git history (${(error as Error).message.split('\n')[0]})` };
-  }
-}
-
-const release = extractRelease();
+const release = extractPreviousRelease();
 const test = suite('db: upgrade from release 0.1.0 with data');
 let db: TestDatabase;
 const T0 = new Date(Date.now() - 3600_000);
@@ -39,7 +22,7 @@ if ('skip' in release) {
   });
   test.after(async () => {
     await db?.drop();
-    rmSync(release.dir, { recursive: true, force: true });
+    release.remove();
   });
 
   test('the old schema, filled through its own names and values, upgrades with every row kept', async () => {

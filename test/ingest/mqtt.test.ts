@@ -1,13 +1,11 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import mqtt, { MqttClient } from 'mqtt';
 import { Pool } from 'pg';
 import { MqttIngestor } from '../../src/ingest/mqtt';
 import { RegistryCache } from '../../src/ingest/registry';
 import { ReadingSink } from '../../src/ingest/sink';
-import { testBroker } from '../helpers/broker';
+import { publishAsDevice, testBroker } from '../helpers/broker';
 import { loadContract } from '../helpers/contract';
 import { createTestDatabase, seedSmallPlant, TestDatabase } from '../helpers/db';
 import { FlakyProxy, urlThrough } from '../helpers/proxy';
@@ -26,19 +24,7 @@ const run = Math.random().toString(36).slice(2, 8); // keeps client ids and topi
 const TOPIC = (sensor = 'temperature') => `facility/F1/workcenter/PRESS-1/sensor/${sensor}`;
 let seedSensorId: string;
 
-/** Publishes at QoS 1 with mosquitto_pub where it is installed (as a device would), else with mqtt.js. */
-async function publish(topic: string, payload: string): Promise<string> {
-  const url = new URL(broker.url);
-  try {
-    // Asynchronously: the in-process broker must keep running while mosquitto_pub talks to it.
-    await promisify(execFile)('mosquitto_pub', ['-h', url.hostname, '-p', url.port, '-q', '1', '-t', topic, '-m', payload]);
-    return 'mosquitto_pub';
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    await publisher.publishAsync(topic, payload, { qos: 1 });
-    return 'mqtt.js';
-  }
-}
+const publish = (topic: string, payload: string) => publishAsDevice(broker.url, publisher, topic, payload);
 
 test.before(async () => {
   db = await createTestDatabase('mqtt');
