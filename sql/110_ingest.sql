@@ -41,13 +41,25 @@ begin
     return;
   end if;
   if iot.timescale_tier() = 3 then
-    perform iot_private.ensure_partitions('sensor_readings', lo, hi);
+    -- The partitions of the days the batch holds, not of the span between its oldest and newest
+    -- reading: one reading dated 2001 beside today's makes one (coarse) partition, not 9,000.
+    perform iot_private.ensure_partitions_for('sensor_readings',
+      (select array_agg(distinct date_trunc('day', s.time, 'UTC')) from pg_temp.reading_staging s));
+  elsif lo < now() - interval '92 days' then
+    -- Tiers 1-2: coarse chunks for old days, likewise (sql/100_partitions.sql).
+    perform iot_private.ensure_coarse_chunks('sensor_readings',
+      (select array_agg(distinct date_trunc('day', s.time, 'UTC')) from pg_temp.reading_staging s
+        where s.time < now() - interval '92 days'));
   end if;
   if lo < now() - interval '30 seconds' then
     -- Late readings: hold the rollup refresher off until this batch commits (it takes this lock
-    -- exclusively), then mark the rolled-up range stale so the next refresh recomputes it.
+    -- exclusively), then mark the rolled-up ranges stale so the next refresh recomputes them: one
+    -- range per day the batch holds, so a reading years old beside current ones does not make the
+    -- refresher recompute every rollup in between.
     perform pg_advisory_xact_lock_shared(hashtext('iot_private.refresh_rollups'));
-    perform iot_private.invalidate_rollups(lo, hi);
+    perform iot_private.invalidate_rollups(min(s.time), max(s.time))
+    from pg_temp.reading_staging s
+    group by date_trunc('day', s.time, 'UTC');
   end if;
 
   -- The ingestor's registry cache may be a moment behind: rows whose channel was removed or
@@ -63,12 +75,16 @@ begin
     )
     returning s.*
   ), dead as (
-    insert into iot_private.ingest_dead_letters (tenant_id, source, payload, reason)
-    select tenant_id, 'SINK',
-           json_build_object('deviceId', device_id, 'sensorType', sensor_type, 'value', value, 'timestamp', time,
-                             'metadata', metadata)::text,
-           format('channel %s of device %s is not registered or not active', sensor_type, device_id)
-    from orphans
+    insert into iot_private.ingest_dead_letters (tenant_id, source, payload, reason, payload_bytes, payload_sha256,
+                                                source_key, reason_class)
+    select o.tenant_id, 'SINK', p.text,
+           format('channel %s of device %s is not registered or not active', o.sensor_type, o.device_id),
+           octet_length(p.text), encode(sha256(convert_to(p.text, 'UTF8')), 'hex'), 'device/' || o.device_id, 'registry'
+    from orphans o
+    cross join lateral (
+      select json_build_object('deviceId', o.device_id, 'sensorType', o.sensor_type, 'value', o.value, 'timestamp', o.time,
+                               'metadata', o.metadata)::text as text
+    ) p
     returning 1
   )
   select count(*) into rejected from dead;
@@ -112,7 +128,7 @@ begin
   select coalesce(sum(t.n), 0) into inserted
   from (
     select sum(n) as n,
-           pg_notify('iot_readings:' || tenant_id, json_build_object(
+           pg_notify(iot_private.notify_channel('iot_readings', tenant_id), json_build_object(
              'tenantId', tenant_id, 'readingCount', sum(n), 'deviceCount', count(*),
              'firstTime', min(first_time), 'lastTime', max(last_time))::text) as notified
     from per_device group by tenant_id
@@ -125,16 +141,57 @@ $$;
 comment on function iot_private.ingest_staged_readings() is
   'Stores the batch in pg_temp.reading_staging: dead-letters orphans, inserts the rest once (duplicates skipped), updates heartbeats, NOTIFYs per tenant.';
 
--- Ingestors record what they could not parse or resolve, in one statement per batch.
+-- Dead letters, one statement per batch. The sink (src/ingest/dead-letters.ts) has already clipped
+-- topic and payload, kept their original size and SHA-256, and made every text safe for PostgreSQL;
+-- the limits here only back that up for any other caller.
+create or replace function iot_private.record_dead_letters(letters jsonb)
+  returns integer language sql
+  set search_path = pg_catalog, pg_temp
+as $$
+  with ins as (
+    insert into iot_private.ingest_dead_letters (received_at, tenant_id, source, topic, payload, reason,
+      topic_bytes, topic_sha256, payload_bytes, payload_sha256, payload_base64, source_key, reason_class, suppressed_count)
+    select coalesce(x."receivedAt", now()), x."tenantId", coalesce(x.source, 'SINK'),
+           left(x.topic, 16384), left(x.payload, 65536), left(coalesce(x.reason, '(no reason given)'), 8192),
+           coalesce(x."topicBytes", octet_length(x.topic)),
+           coalesce(x."topicSha256", encode(sha256(convert_to(x.topic, 'UTF8')), 'hex')),
+           coalesce(x."payloadBytes", octet_length(x.payload)),
+           coalesce(x."payloadSha256", encode(sha256(convert_to(x.payload, 'UTF8')), 'hex')),
+           left(x."payloadBase64", 131072), left(x."sourceKey", 200), left(x."reasonClass", 40),
+           coalesce(x."suppressedCount", 0)
+    from jsonb_to_recordset(letters) as x("receivedAt" timestamptz, "tenantId" uuid, source text, topic text, payload text,
+      reason text, "topicBytes" integer, "topicSha256" text, "payloadBytes" integer, "payloadSha256" text,
+      "payloadBase64" text, "sourceKey" text, "reasonClass" text, "suppressedCount" integer)
+    returning 1
+  )
+  select count(*)::integer from ins
+$$;
+comment on function iot_private.record_dead_letters(jsonb) is
+  'Writes dead letters given as a JSON array of objects (receivedAt, tenantId, source, topic, payload, reason, topicBytes, topicSha256, payloadBytes, payloadSha256, payloadBase64, sourceKey, reasonClass, suppressedCount).';
+
+-- The earlier form (parallel arrays), kept for callers of the previous release.
 create or replace function iot_private.record_dead_letters(
   sources text[], topics text[], payloads text[], reasons text[], tenant_ids uuid[])
   returns integer language sql
   set search_path = pg_catalog, pg_temp
 as $$
-  with ins as (
-    insert into iot_private.ingest_dead_letters (source, topic, payload, reason, tenant_id)
-    select * from unnest(sources, topics, payloads, reasons, tenant_ids)
+  select iot_private.record_dead_letters(coalesce(jsonb_agg(jsonb_build_object(
+    'source', s, 'topic', t, 'payload', p, 'reason', r, 'tenantId', tid)), '[]'))
+  from unnest(sources, topics, payloads, reasons, tenant_ids) as u(s, t, p, r, tid)
+$$;
+
+-- Retention of dead letters (INGEST_DEAD_LETTER_RETENTION_DAYS, job dead_letters__prune): deletes
+-- at most max_rows of the oldest received before the cutoff; the job calls it again while it
+-- deletes that many, so no one statement runs long.
+create or replace function iot_private.prune_dead_letters(cutoff timestamptz, max_rows integer default 10000)
+  returns integer language sql
+  set search_path = pg_catalog, pg_temp
+as $$
+  with gone as (
+    delete from iot_private.ingest_dead_letters d
+    where d.id in (select o.id from iot_private.ingest_dead_letters o
+                   where o.received_at < cutoff order by o.received_at limit max_rows)
     returning 1
   )
-  select count(*)::integer from ins
+  select count(*)::integer from gone
 $$;

@@ -4,6 +4,11 @@
 --   aggregation of raw rows past the watermark, so the views are always current.
 -- Columns: bucket, tenant_id, device_id, sensor_type, reading_count, value_sum, value_sum_sq,
 -- value_min, value_max. value_sum/value_sum_sq let averages and deviations be merged exactly.
+-- The sums are float8 and cannot overflow or underflow: a stored value is 0 or of magnitude 1e-15 to
+-- 1e15 (constraint sensor_readings_value_range), so a square is 0 or within 1e-30..1e30, and a bucket
+-- of one channel holds at most 8.64e10 readings (a day of distinct microsecond times): value_sum_sq
+-- <= 8.64e40, value_sum^2 <= 7.5e51, far from float8's 1.8e308, and no product of non-zero values
+-- rounds to 0 (which PostgreSQL reports as "value out of range: underflow").
 
 create table if not exists iot_private.rollup_invalidations (
   rollup_name text not null,
@@ -27,6 +32,60 @@ as $$
   select w.rollup_name, lo, hi
   from iot_private.rollup_watermarks w
   where w.watermark > lo and iot.timescale_tier() > 1
+$$;
+
+-- Makes sure every stored value is in the range the rollups' arithmetic relies on. Migration 000008
+-- adds sensor_readings_value_range NOT VALID to a table that already has readings (a scan there would
+-- run under ACCESS EXCLUSIVE); this moves the values outside it to the dead letters, with the reading
+-- and the reason (not dropped), marks their rolled-up range stale, and validates the constraint
+-- under SHARE UPDATE EXCLUSIVE, so ingest and queries go on. Once validated it only reads the
+-- catalog. Called by refresh_rollups (the rollups__refresh job, every minute, every tier) before it
+-- refreshes anything. Returns the readings moved.
+create or replace function iot_private.validate_reading_value_range() returns bigint
+  language plpgsql
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  moved bigint;
+  first_time timestamptz;
+  last_time timestamptz;
+begin
+  if not exists (select 1 from pg_constraint
+                 where conrelid = 'iot_private.sensor_readings'::regclass
+                   and conname = 'sensor_readings_value_range' and not convalidated) then
+    return 0;
+  end if;
+  -- Only the tables' owner may validate; a worker connected otherwise says so and refreshes anyway.
+  if not pg_has_role((select relowner from pg_class where oid = 'iot_private.sensor_readings'::regclass), 'USAGE') then
+    raise warning 'constraint sensor_readings_value_range is not validated yet, and % does not own iot_private.sensor_readings to validate it', current_user;
+    return 0;
+  end if;
+  with out_of_range as (
+    delete from iot_private.sensor_readings
+    where not (value = 0 or (abs(value) >= 1e-15::float8 and abs(value) <= 1e15::float8))
+    returning *
+  ), letters as (
+    select array_agg('SINK'::text) as sources, array_agg(null::text) as topics,
+           array_agg(json_build_object('deviceId', device_id, 'sensorType', sensor_type, 'value', value, 'unit', unit,
+                                       'quality', quality, 'timestamp', time, 'metadata', metadata)::text) as payloads,
+           array_agg(format('value %s is outside the accepted range (0, or a magnitude from 1e-15 to 1e15); '
+                            'moved here from iot_private.sensor_readings when the range was introduced', value)) as reasons,
+           array_agg(tenant_id) as tenants,
+           count(*) as n, min(time) as first_time, max(time) as last_time
+    from out_of_range
+  )
+  select case when l.n > 0 then iot_private.record_dead_letters(l.sources, l.topics, l.payloads, l.reasons, l.tenants) else 0 end,
+         l.first_time, l.last_time
+  into moved, first_time, last_time
+  from letters l;
+  if moved > 0 then
+    perform iot_private.invalidate_rollups(first_time, last_time);
+    raise warning 'moved % stored readings with values outside 0 or 1e-15..1e15 to iot_private.ingest_dead_letters (% to %)',
+      moved, first_time, last_time;
+  end if;
+  alter table iot_private.sensor_readings validate constraint sensor_readings_value_range;
+  return moved;
+end
 $$;
 
 -- Recomputes the buckets of one rollup in [from_time, to_time) from raw readings.
@@ -67,13 +126,14 @@ declare
   new_mark timestamptz;
   written bigint := 0;
 begin
-  if iot.timescale_tier() = 1 then
-    return 0; -- continuous aggregate policies do this
-  end if;
   -- One refresher at a time (a second caller just returns); then wait for in-flight late batches,
   -- which hold the shared lock, so none of them can slip under a new watermark unseen.
   if not pg_try_advisory_xact_lock(hashtext('iot_private.refresh_rollups.single')) then
     return 0;
+  end if;
+  perform iot_private.validate_reading_value_range(); -- before the lock late batches wait for
+  if iot.timescale_tier() = 1 then
+    return 0; -- continuous aggregate policies do this
   end if;
   perform pg_advisory_xact_lock(hashtext('iot_private.refresh_rollups'));
   for r in select * from iot_private.rollup_watermarks order by rollup_name loop

@@ -234,9 +234,11 @@ create trigger _100_set_production_run before insert on iot_private.equipment_ev
   for each row execute function iot_private.tg_equipment_events__set_production_run();
 
 -- Every new event is pushed to subscribers of its tenant. Events are rare by construction
--- (one per excursion), so a row trigger here is not a per-reading trigger.
+-- (one per excursion), so a row trigger here is not a per-reading trigger. The channel carries the
+-- tenant's random key (sql/060_notify_channels.sql), never its id, so no SQL login can listen in.
+-- Security definer: the key lives in iot_private, whoever inserts the event.
 create or replace function iot_private.tg_equipment_events__notify() returns trigger
-  language plpgsql
+  language plpgsql security definer
   set search_path = pg_catalog, pg_temp
 as $$
 begin
@@ -247,7 +249,7 @@ begin
                                     run_at := now() + interval '1 minute', job_key := 'health:' || new.work_center_id,
                                     max_attempts := 3);
   end if;
-  perform pg_notify('iot_events:' || new.tenant_id, json_build_object(
+  perform pg_notify(iot_private.notify_channel('iot_events', new.tenant_id), json_build_object(
     'id', new.id, 'eventTimestamp', new.event_timestamp, 'tenantId', new.tenant_id, 'workCenterId', new.work_center_id,
     'iotDeviceId', new.iot_device_id, 'sensorType', new.sensor_type, 'eventType', new.event_type,
     'eventCode', new.event_code, 'severity', new.severity, 'eventDescription', new.event_description,

@@ -5,7 +5,8 @@ import { Config, ConfigError, configMarkdown, configNotices, loadConfig } from '
 import { logger, logToStderr, setLogLevel } from '../lib/log';
 import { demoAnalystPassword, jwtSecret, randomPassword, signToken } from '../lib/secrets';
 import { startWorker } from '../lib/worker';
-import { startApi } from '../server/app';
+import { decode as decodeJwt } from 'jsonwebtoken';
+import { apiLimitsFromConfig, startApi } from '../server/app';
 import { DEMO_TENANT, seedDemoHistory, seedDemoPlant } from '../sim/demo-plant';
 import { startMqttSimulator } from '../sim/mqtt-publisher';
 import { Lifecycle, StartInterrupted, createPool, migrateWithConfig, resolveBroker, resolveDatabase, startMqttIngest } from './runtime';
@@ -135,6 +136,7 @@ program.command('start')
       const api = await startApi({
         pool, host: c.HOST, port: c.PORT, jwtSecret: secret, graphiql: c.GRAPHIQL_ENABLED,
         websockets: c.GRAPHQL_WS_ENABLED, graphqlPath: c.GRAPHQL_WS_PATH, maxPageSize: c.API_MAX_PAGE_SIZE,
+        ...apiLimitsFromConfig(c),
       });
       life.add('API', () => api.close());
       if (demo) {
@@ -236,8 +238,16 @@ program.command('token')
         process.exitCode = 2;
         return;
       }
-      process.stdout.write(signToken(jwtSecret(c.JWT_SECRET, c.DATA_DIR), {
-        role, tenantId: rows[0].id, subject: opts.subject, expiresIn: opts.expires }) + '\n');
+      const token = signToken(jwtSecret(c.JWT_SECRET, c.DATA_DIR), {
+        role, tenantId: rows[0].id, subject: opts.subject, expiresIn: opts.expires });
+      // The API refuses tokens that live longer than API_TOKEN_MAX_LIFETIME_DAYS: do not print one.
+      const claims = decodeJwt(token) as { exp: number; iat: number };
+      if (claims.exp - claims.iat > c.API_TOKEN_MAX_LIFETIME_DAYS * 86400) {
+        process.stderr.write(`iot token: --expires ${JSON.stringify(opts.expires)} is longer than API_TOKEN_MAX_LIFETIME_DAYS (${c.API_TOKEN_MAX_LIFETIME_DAYS} days); the API would refuse the token\n`);
+        process.exitCode = 2;
+        return;
+      }
+      process.stdout.write(token + '\n');
     });
   });
 

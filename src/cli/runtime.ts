@@ -14,6 +14,8 @@ import { RegistryCache } from '../ingest/registry';
 import { ReadingSink } from '../ingest/sink';
 
 const log = logger('runtime');
+/** How long the sink keeps trying to write at shutdown before it spills the rest. */
+const SINK_FLUSH_DEADLINE_MS = 8000;
 
 /** Thrown by Lifecycle.add once a stop was requested: the start-up sequence ends at that step. */
 export class StartInterrupted extends Error {
@@ -122,12 +124,26 @@ export async function startMqttIngest(config: Config, pool: Pool, brokerUrl: str
   life.add('registry cache', () => registry.stop());
   const sink = new ReadingSink(pool, {
     batchSize: config.INGEST_BATCH_SIZE, maxWaitMs: config.INGEST_BATCH_MAX_WAIT_MS, bufferMax: config.INGEST_BUFFER_MAX,
+    maxAgeMs: config.INGEST_MAX_AGE_DAYS * 86_400_000, maxFutureMs: config.INGEST_MAX_FUTURE_SECONDS * 1000,
+    transactionTimeoutMs: config.INGEST_TRANSACTION_TIMEOUT_MS,
+    deadLetters: {
+      maxTopicBytes: config.INGEST_DEAD_LETTER_MAX_TOPIC_BYTES, maxPayloadBytes: config.INGEST_DEAD_LETTER_MAX_PAYLOAD_BYTES,
+      ratePerSource: config.INGEST_DEAD_LETTER_RATE, burstPerSource: config.INGEST_DEAD_LETTER_BURST, rateTotal: config.INGEST_DEAD_LETTER_RATE_TOTAL,
+    },
+    spillDir: join(config.DATA_DIR, 'ingest-spill'), spillMaxBytes: config.INGEST_SPILL_MAX_MB * 1024 * 1024,
   });
-  life.add('reading sink', () => sink.close());
+  // Shutdown: the process exits 20 s after the signal whatever happens (src/cli/main.ts), and the
+  // MQTT ingestor stops first (up to 5 s). What the sink cannot write within SINK_FLUSH_DEADLINE_MS
+  // goes to a spill file in DATA_DIR/ingest-spill, stored by the next start.
+  life.add('reading sink', () => sink.close({ deadlineMs: SINK_FLUSH_DEADLINE_MS }));
+  // What an earlier run spilled (the database was down when it stopped): stored in the background.
+  void sink.replaySpills();
   const ingestor = new MqttIngestor({
     brokerUrl, topics: config.MQTT_TOPICS.split(',').map((t) => t.trim()).filter(Boolean), qos: config.MQTT_QOS as 0 | 1 | 2,
     clientId: config.MQTT_CLIENT_ID, username: config.MQTT_USERNAME, password: config.MQTT_PASSWORD,
     sharedGroup: config.MQTT_SHARED_GROUP, maxFutureSeconds: config.INGEST_MAX_FUTURE_SECONDS,
+    maxAgeDays: config.INGEST_MAX_AGE_DAYS, maxMessageBytes: config.INGEST_MAX_MESSAGE_BYTES,
+    maxReadingsPerMessage: config.INGEST_MAX_READINGS_PER_MESSAGE,
   }, registry, sink);
   await ingestor.start();
   life.add('MQTT ingestor', () => ingestor.stop());
@@ -135,13 +151,7 @@ export async function startMqttIngest(config: Config, pool: Pool, brokerUrl: str
     { name: 'iot_ingest_mqtt_messages_total', help: 'MQTT messages received', type: 'counter', value: ingestor.stats.messages },
     { name: 'iot_ingest_mqtt_connected', help: '1 while connected to the broker', type: 'gauge', value: ingestor.stats.connected ? 1 : 0 },
     { name: 'iot_ingest_paused', help: '1 while broker reads are paused for a full buffer', type: 'gauge', value: ingestor.stats.paused ? 1 : 0 },
-    { name: 'iot_ingest_readings_received_total', help: 'Readings handed to the sink', type: 'counter', value: sink.stats.received },
-    { name: 'iot_ingest_readings_stored_total', help: 'Readings stored', type: 'counter', value: sink.stats.stored },
-    { name: 'iot_ingest_readings_duplicate_total', help: 'Readings skipped as duplicates', type: 'counter', value: sink.stats.duplicates },
-    { name: 'iot_ingest_dead_letters_total', help: 'Dead letters written', type: 'counter', value: sink.stats.deadLetters },
-    { name: 'iot_ingest_batches_total', help: 'Batches written', type: 'counter', value: sink.stats.batches },
-    { name: 'iot_ingest_buffered_readings', help: 'Readings waiting to be written', type: 'gauge', value: sink.buffered },
-    { name: 'iot_ingest_database_up', help: '0 while the sink cannot reach the database', type: 'gauge', value: sink.stats.databaseUp ? 1 : 0 },
+    ...sink.metricSamples(),
   ]);
   life.add('metrics', async () => unregister());
   return { registry, sink, ingestor };

@@ -1,10 +1,12 @@
 // MQTT ingestor: subscribes with a persistent session, parses each message against the contract,
 // hands readings and dead letters to the sink. Back-pressure: while the sink's buffer is full the
 // message callback is held, so mqtt.js reads nothing more and the broker keeps the session queue.
+// One message is handled at a time, and it is at most maxReadingsPerMessage readings, so the sink
+// holds at most INGEST_BUFFER_MAX + INGEST_MAX_READINGS_PER_MESSAGE readings.
 import mqtt, { IClientOptions, MqttClient } from 'mqtt';
 import { hostname } from 'node:os';
 import { logger } from '../lib/log';
-import { parseMqttMessage } from './mqtt-payload';
+import { DEFAULT_LIMITS, IngestLimits, parseMqttMessage } from './mqtt-payload';
 import type { RegistryCache } from './registry';
 import type { ReadingSink } from './sink';
 
@@ -19,6 +21,12 @@ export interface MqttIngestOptions {
   password?: string;
   sharedGroup?: string;
   maxFutureSeconds: number;
+  /** INGEST_MAX_AGE_DAYS (default 0: no age limit, only the year-2000 floor). */
+  maxAgeDays?: number;
+  /** INGEST_MAX_MESSAGE_BYTES (default 262144). */
+  maxMessageBytes?: number;
+  /** INGEST_MAX_READINGS_PER_MESSAGE (default 1000). */
+  maxReadingsPerMessage?: number;
 }
 
 export interface MqttIngestStats {
@@ -32,16 +40,28 @@ export class MqttIngestor {
   private inFlight = 0;
   private pauses = 0;
   private lastPauseLog = 0;
+  private readonly limits: IngestLimits;
   readonly stats: MqttIngestStats = { messages: 0, connected: false, paused: false };
 
   constructor(
     private readonly options: MqttIngestOptions,
     private readonly registry: RegistryCache,
     private readonly sink: ReadingSink,
-  ) {}
+  ) {
+    this.limits = {
+      maxFutureMs: options.maxFutureSeconds * 1000,
+      maxAgeMs: options.maxAgeDays === undefined ? DEFAULT_LIMITS.maxAgeMs : options.maxAgeDays * 86_400_000,
+      maxMessageBytes: options.maxMessageBytes ?? DEFAULT_LIMITS.maxMessageBytes,
+      maxReadingsPerMessage: options.maxReadingsPerMessage ?? DEFAULT_LIMITS.maxReadingsPerMessage,
+    };
+  }
 
   async start(): Promise<void> {
     const o = this.options;
+    if (!o.topics.some((t) => t.endsWith('#'))) {
+      log.info('no topic filter ends in #: messages on topics with a level too many or too few are not received, ' +
+        'so not dead-lettered either (MQTT_TOPICS=facility/# receives them)', { filters: o.topics.join(',') });
+    }
     const clientOptions: IClientOptions = {
       clientId: o.clientId ?? `iot-ingest-${hostname()}`,
       clean: false, // persistent session: the broker queues QoS 1 messages while we are away
@@ -63,7 +83,7 @@ export class MqttIngestor {
         (error) => {
           // Never crash on one message; keep it as a dead letter instead.
           log.error('message handling failed', { topic: packet.topic, error });
-          this.sink.reject([{ source: 'MQTT', topic: packet.topic, payload: payload.toString('utf8').slice(0, 4096),
+          this.sink.reject([{ source: 'MQTT', topic: packet.topic, payload: payload.subarray(0, 4096).toString('utf8'), rawPayload: payload,
             reason: `ingestor error: ${(error as Error).message}` }]);
           done();
         },
@@ -99,7 +119,7 @@ export class MqttIngestor {
   }
 
   private async handle(topic: string, payload: Buffer): Promise<void> {
-    const ctx = { registry: this.registry, receivedAt: new Date(), maxFutureMs: this.options.maxFutureSeconds * 1000 };
+    const ctx = { ...this.limits, registry: this.registry, receivedAt: new Date() };
     let result = parseMqttMessage(topic, payload, ctx);
     if (result.missed && (await this.registry.reloadAfterMiss())) {
       result = parseMqttMessage(topic, payload, ctx);

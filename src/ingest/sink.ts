@@ -2,15 +2,32 @@
 // Readings are buffered, COPYed in batches into the session's staging table and stored by
 // iot_private.ingest_staged_readings() (dedup, heartbeats, NOTIFY) in one transaction per batch.
 //  - Batches close at `batchSize` readings or after `maxWaitMs`, whichever comes first.
+//  - Every reading is checked when it is added (a valid time in the accepted range, uuids, a finite
+//    value, a known quality, text and metadata PostgreSQL can hold); one that fails becomes a dead
+//    letter at once, so a COPY is only ever started with its whole data serialised beforehand and
+//    cannot be left waiting for data that never comes.
+//  - Nothing holds a writer forever: each transaction has statement, lock and idle timeouts, and a
+//    watchdog cuts the connection (the server rolls back) if the transaction outlives them.
 //  - While the database is down a batch is retried with backoff and the buffer holds up to
 //    `bufferMax` readings; `wait()` then blocks producers (the MQTT ingestor stops reading).
 //  - A batch the database rejects for its data (not for being down) is split in halves until the
 //    bad readings are isolated; they become dead letters and the good ones beside them are stored.
+//    Dead letters are isolated the same way; one the database refuses even in its plainest form is
+//    kept and retried, never dropped.
+//  - Dead letters are clipped, hashed and rate-limited per source as they come in (dead-letters.ts).
+//  - close() writes what it can within its deadline, then spills the rest to a file in `spillDir`
+//    that replaySpills() stores at the next start (spill.ts).
 import { EventEmitter } from 'node:events';
 import type { Pool, PoolClient } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { logger } from '../lib/log';
+import type { Sample } from '../lib/metrics';
+import {
+  DEFAULT_DEAD_LETTER_LIMITS, DeadLetterLimiter, DeadLetterLimits, PreparedDeadLetter, pgSafeText, plainDeadLetter, prepareDeadLetter,
+} from './dead-letters';
 import type { DeadLetter, Reading } from './reading';
+import { QUALITIES } from './reading';
+import { claimSpills, readSpill, removeSpill, unclaimSpill, writeSpill } from './spill';
 
 const log = logger('sink');
 
@@ -19,17 +36,46 @@ export interface SinkOptions {
   maxWaitMs: number;
   bufferMax: number;
   writers?: number;
+  /** Readings older than this are dead letters (INGEST_MAX_AGE_DAYS; 0 or unset: only the year-2000 floor). */
+  maxAgeMs?: number;
+  /** Readings further ahead than this are dead letters (INGEST_MAX_FUTURE_SECONDS; default 300 s). */
+  maxFutureMs?: number;
+  /** Longest a batch transaction may take (INGEST_TRANSACTION_TIMEOUT_MS; default 30 s). */
+  transactionTimeoutMs?: number;
+  deadLetters?: Partial<DeadLetterLimits>;
+  /** How often the rate limit's summaries are written (default 60 s). */
+  summaryIntervalMs?: number;
+  /** Dead letters held in memory at most (beyond it they are counted into summaries; default 10,000). */
+  deadLetterQueueMax?: number;
+  /** Where close() spills what it could not write and replaySpills() finds it (DATA_DIR/ingest-spill). */
+  spillDir?: string;
+  /** Largest spill file (INGEST_SPILL_MAX_MB; default 256 MiB). */
+  spillMaxBytes?: number;
 }
 
 export interface SinkStats {
   received: number;
   stored: number;
   duplicates: number;
+  /** Dead letters written one by one (including readings the database moved to dead letters). */
   deadLetters: number;
+  /** Dead letters over the rate limit (or beyond the queue's bound), counted into summary rows. */
+  deadLettersSuppressed: number;
+  deadLetterSummaries: number;
+  /** Dead letters the database refused even in their plainest form, held and retried. */
+  deadLettersRetrying: number;
   batches: number;
   failedAttempts: number;
+  /** Transactions cut by the watchdog. */
+  transactionTimeouts: number;
   buffered: number;
   databaseUp: boolean;
+  spilledReadings: number;
+  spilledDeadLetters: number;
+  replayedReadings: number;
+  replayedDeadLetters: number;
+  /** Readings and dead letters not written and not spilled at shutdown (no spill folder, or the spill bound). */
+  lostAtShutdown: number;
 }
 
 /** Errors that mean "the database is unreachable or going away", worth retrying as they are. */
@@ -39,60 +85,225 @@ export function isConnectionError(error: unknown): boolean {
   return (
     code.startsWith('08') || code.startsWith('57P') || code === '53300' || code === '40001' || code === '40P01' ||
     ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH'].includes(code) ||
-    /Connection terminated|connection timeout|Client has encountered a connection error|not queryable/i.test(message)
+    /Connection terminated|connection timeout|Client has encountered a connection error|not queryable|after calling end on the pool/i.test(message)
   );
 }
 
-const copyText = (s: string) => s.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r'));
-
-function toCopyRows(batch: Reading[]): string {
-  let out = '';
-  for (const r of batch) {
-    const metadata = r.metadata ? copyText(JSON.stringify(r.metadata)) : '\\N';
-    out += `${r.time.toISOString()}\t${r.tenantId}\t${r.deviceId}\t${copyText(r.sensorType)}\t${r.value}\t${copyText(r.unit)}\t${r.quality}\t${metadata}\n`;
-  }
-  return out;
+/**
+ * Errors about this batch's data, worth splitting the batch for: data exceptions (22), constraint
+ * violations (23), errors raised by our functions (P0), internal errors (XX), program limits (54),
+ * statement timeouts, and errors without an SQLSTATE (while preparing the batch here). Everything
+ * else (locks, resources, a missing function during an upgrade, permissions) is the database's
+ * state, not the data's: retried with backoff like an outage, never turned into dead letters.
+ */
+export function isDataError(error: unknown): boolean {
+  if (isConnectionError(error)) return false;
+  const code = (error as { code?: string })?.code;
+  if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) return true;
+  // 53200 (out of memory, e.g. the lock table) can be this batch's own doing: a smaller one may pass.
+  return /^(22|23|P0|XX|54)/.test(code) || code === '57014' || code === '53200';
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const copyText = (s: string) => s.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r'));
+
+const MIN_TIME = Date.UTC(2000, 0, 1);
+const DAY_MS = 86_400_000;
+const dayOf = (r: Reading) => {
+  try {
+    return Math.floor(r.time.getTime() / DAY_MS);
+  } catch {
+    return Number.NaN; // its COPY line will fail too, and the reading become a dead letter
+  }
+};
+/** Distinct UTC days one batch may hold (see nextBatch). */
+export const MAX_DAYS_PER_BATCH = 16;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const NOT_PG_TEXT = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const MAX_NAME_CHARS = 200;
+const MAX_METADATA_BYTES = 65536;
+const show = (v: unknown) => {
+  if (v instanceof Date) return String(v); // "Invalid Date"
+  try {
+    return (typeof v === 'string' ? JSON.stringify(v) : String(JSON.stringify(v) ?? v)).slice(0, 200);
+  } catch {
+    return String(v).slice(0, 200);
+  }
+};
+
+/** Why a reading cannot be written, or undefined. Its COPY line is then made without a throw. */
+export function readingProblem(r: Reading, now: number, maxAgeMs: number, maxFutureMs: number): string | undefined {
+  if (!r || typeof r !== 'object') return 'reading is not an object';
+  const time = r.time;
+  const t = time instanceof Date ? time.getTime() : NaN;
+  if (!Number.isFinite(t)) return `timestamp ${show(time)} is not a valid date-time`;
+  const iso = new Date(t).toISOString();
+  if (t < MIN_TIME) return `timestamp ${iso} is before the year 2000`;
+  if (maxAgeMs > 0 && t < now - maxAgeMs) return `timestamp ${iso} is more than ${Math.round(maxAgeMs / 86_400_000)} days old (INGEST_MAX_AGE_DAYS)`;
+  if (t > now + maxFutureMs) return `timestamp ${iso} is more than ${maxFutureMs / 1000} s in the future`;
+  if (typeof r.tenantId !== 'string' || !UUID.test(r.tenantId)) return `tenantId ${show(r.tenantId)} is not a uuid`;
+  if (typeof r.deviceId !== 'string' || !UUID.test(r.deviceId)) return `deviceId ${show(r.deviceId)} is not a uuid`;
+  for (const [field, v, empty] of [['sensorType', r.sensorType, false], ['unit', r.unit, true]] as const) {
+    if (typeof v !== 'string' || (!empty && v === '') || v.length > MAX_NAME_CHARS || NOT_PG_TEXT.test(v)) {
+      return `${field} ${show(v)} must be text of at most ${MAX_NAME_CHARS} characters without U+0000 or unpaired surrogates`;
+    }
+  }
+  if (typeof r.value !== 'number' || !Number.isFinite(r.value)) return `value ${show(r.value)} is not a finite number`;
+  if (!QUALITIES.includes(r.quality)) return `quality ${show(r.quality)} is not one of ${QUALITIES.join(', ')}`;
+  if (r.metadata !== undefined && r.metadata !== null) {
+    if (typeof r.metadata !== 'object' || Array.isArray(r.metadata)) return 'metadata must be a JSON object';
+    let bad = false;
+    let text: string;
+    try {
+      text = JSON.stringify(r.metadata, (key, value) => {
+        if (NOT_PG_TEXT.test(key) || (typeof value === 'string' && NOT_PG_TEXT.test(value))) bad = true;
+        return value;
+      });
+    } catch (error) {
+      return `metadata cannot be written as JSON: ${(error as Error).message}`;
+    }
+    if (bad) return 'metadata holds U+0000 or an unpaired surrogate, which jsonb cannot store';
+    if (Buffer.byteLength(text) > MAX_METADATA_BYTES) return `metadata is more than ${MAX_METADATA_BYTES} bytes of JSON`;
+  }
+  return undefined;
+}
+
+function copyLine(r: Reading): string {
+  const metadata = r.metadata ? copyText(JSON.stringify(r.metadata)) : '\\N';
+  return `${r.time.toISOString()}\t${r.tenantId}\t${r.deviceId}\t${copyText(r.sensorType)}\t${r.value}\t${copyText(r.unit)}\t${r.quality}\t${metadata}\n`;
+}
+
+/** What a refused reading keeps in its dead letter: never throws. */
+function readingJson(r: Reading): string {
+  try {
+    const t = r?.time instanceof Date && Number.isFinite(r.time.getTime()) ? r.time.toISOString() : String(r?.time);
+    return JSON.stringify({ deviceId: r?.deviceId, sensorType: r?.sensorType, value: r?.value, unit: r?.unit, quality: r?.quality,
+      timestamp: t, metadata: r?.metadata ?? null }, (_k, v) => (typeof v === 'bigint' ? v.toString() : typeof v === 'number' && !Number.isFinite(v) ? String(v) : v));
+  } catch {
+    return String(r);
+  }
+}
+
+/** Cuts a client's socket: its pending query fails at once and the server rolls the transaction back. */
+function cutConnection(client: PoolClient): void {
+  const stream = (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream;
+  if (stream) stream.destroy();
+  else void (client as unknown as { end(): Promise<void> }).end().catch(() => undefined);
+}
+
+// Which spill file a replayed reading or dead letter came from: the file is deleted once all are written.
+const ORIGIN = Symbol('spill file');
+interface SpillOrigin {
+  file: string;
+  pending: number;
+  loaded: boolean;
+}
+type Tagged = { [ORIGIN]?: SpillOrigin };
+
+interface Attempt {
+  batch: Reading[];
+  letters: PreparedDeadLetter[];
+}
 
 export class ReadingSink extends EventEmitter {
   private buffer: Reading[] = [];
-  private deadLetters: DeadLetter[] = [];
+  private deadLetters: PreparedDeadLetter[] = [];
+  private stuck: PreparedDeadLetter[] = [];
+  private stuckTimer: NodeJS.Timeout | undefined;
+  private stuckDelay = 1000;
   private timer: NodeJS.Timeout | undefined;
+  private summaryTimer: NodeJS.Timeout | undefined;
   private activeWriters = 0;
+  private closing = false;
   private closed = false;
+  private abandoning = false;
+  private abandon: () => void = () => undefined;
+  private readonly abandoned = new Promise<void>((resolve) => (this.abandon = resolve));
+  private spilled = false;
   private waiters: (() => void)[] = [];
+  private readonly inFlight = new Set<Attempt>();
+  private readonly unwritten: Attempt[] = [];
+  private readonly settled = new WeakSet<object>();
+  /** Dead letters in their plainest form (plainDeadLetter): if the database refuses one, it is held and retried. */
+  private readonly plain = new WeakSet<PreparedDeadLetter>();
+  private readonly claims = new Map<string, SpillOrigin>();
+  private replaying: Promise<void> | undefined;
+  private lastDownLog = 0;
   private readonly writers: number;
+  private readonly maxAgeMs: number;
+  private readonly maxFutureMs: number;
+  private readonly txTimeoutMs: number;
+  private readonly limits: DeadLetterLimits;
+  private readonly limiter: DeadLetterLimiter;
+  private readonly byClass = new Map<string, { written: number; suppressed: number }>();
   readonly stats: SinkStats = {
-    received: 0, stored: 0, duplicates: 0, deadLetters: 0, batches: 0, failedAttempts: 0, buffered: 0, databaseUp: true,
+    received: 0, stored: 0, duplicates: 0, deadLetters: 0, deadLettersSuppressed: 0, deadLetterSummaries: 0, deadLettersRetrying: 0,
+    batches: 0, failedAttempts: 0, transactionTimeouts: 0, buffered: 0, databaseUp: true,
+    spilledReadings: 0, spilledDeadLetters: 0, replayedReadings: 0, replayedDeadLetters: 0, lostAtShutdown: 0,
   };
 
   constructor(private readonly pool: Pool, private readonly options: SinkOptions) {
     super();
     this.writers = Math.max(1, options.writers ?? 2);
+    this.maxAgeMs = options.maxAgeMs ?? 0;
+    this.maxFutureMs = options.maxFutureMs ?? 300_000;
+    this.txTimeoutMs = options.transactionTimeoutMs ?? 30_000;
+    this.limits = { ...DEFAULT_DEAD_LETTER_LIMITS, ...options.deadLetters };
+    this.limiter = new DeadLetterLimiter(this.limits);
+    this.summaryTimer = setInterval(() => this.queueSummaries(), options.summaryIntervalMs ?? 60_000);
+    this.summaryTimer.unref();
   }
 
   /** Queue readings. Returns false when the buffer is full: call `wait()` before adding more. */
   add(readings: Reading[]): boolean {
     if (this.closed) throw new Error('ReadingSink is closed');
-    for (const r of readings) this.buffer.push(r);
+    const now = Date.now();
+    const refused: DeadLetter[] = [];
+    for (const r of readings) {
+      const problem = readingProblem(r, now, this.maxAgeMs, this.maxFutureMs);
+      if (problem) refused.push(this.refusedLetter(r, `reading refused before writing: ${problem}`));
+      else this.buffer.push(r);
+    }
     this.stats.received += readings.length;
     this.stats.buffered = this.buffer.length;
+    if (refused.length) {
+      log.warn('readings refused before writing; kept as dead letters', { count: refused.length, first: refused[0].reason });
+      this.reject(refused);
+    }
     this.schedule();
     return this.buffer.length < this.options.bufferMax;
   }
 
-  /** Queue dead letters; they are written with the next batch. */
+  /** Queue dead letters (clipped, hashed and rate-limited here); they are written with the next batch. */
   reject(letters: DeadLetter[]): void {
     if (!letters.length) return;
-    this.deadLetters.push(...letters);
+    if (this.closed) {
+      log.error('dead letters handed to a closed sink: not written', { count: letters.length, first: String(letters[0]?.reason).slice(0, 200) });
+      this.stats.lostAtShutdown += letters.length;
+      return;
+    }
+    const queueMax = this.options.deadLetterQueueMax ?? 10_000;
+    for (const letter of letters) {
+      let prepared: PreparedDeadLetter;
+      try {
+        prepared = prepareDeadLetter(letter, this.limits);
+      } catch (error) {
+        prepared = prepareDeadLetter({ source: 'SINK', reason: `dead letter could not be prepared (${(error as Error).message}): ${String(letter?.reason)}` }, this.limits);
+      }
+      if (this.deadLetters.length < queueMax && this.limiter.admit(prepared)) {
+        this.deadLetters.push(prepared);
+      } else {
+        if (this.deadLetters.length >= queueMax) this.limiter.count(prepared);
+        this.stats.deadLettersSuppressed++;
+        this.classCount(prepared.reasonClass).suppressed++;
+      }
+    }
     this.schedule();
   }
 
   /** Resolves once the buffer is below its bound again. */
   wait(): Promise<void> {
-    if (this.buffer.length < this.options.bufferMax) return Promise.resolve();
+    if (this.buffer.length < this.options.bufferMax || this.closing) return Promise.resolve();
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
@@ -100,7 +311,7 @@ export class ReadingSink extends EventEmitter {
     return this.buffer.length;
   }
 
-  /** Writes everything queued so far. */
+  /** Writes everything queued so far (dead letters held for a retry excepted). */
   async flush(): Promise<void> {
     this.kick();
     while (this.buffer.length || this.deadLetters.length || this.activeWriters) {
@@ -109,10 +320,144 @@ export class ReadingSink extends EventEmitter {
     }
   }
 
-  async close(): Promise<void> {
-    await this.flush();
+  /**
+   * Writes what it can within `deadlineMs`, then spills whatever is still unwritten (readings,
+   * dead letters, rate-limit summaries) to a file in spillDir for the next start.
+   */
+  async close(options: { deadlineMs?: number } = {}): Promise<void> {
+    if (this.closed || this.closing) return;
+    this.closing = true;
+    if (this.summaryTimer) clearInterval(this.summaryTimer);
+    this.queueSummaries();
+    for (const resolve of this.waiters.splice(0)) resolve();
+    // A replay under way loads the rest of its file now (wait() no longer blocks) and starts no other.
+    await this.replaying?.catch(() => undefined);
+    const deadline = options.deadlineMs;
+    const flushed = deadline === undefined
+      ? await this.flush().then(() => true)
+      : await Promise.race([this.flush().then(() => true), sleep(deadline).then(() => false)]);
+    if (!flushed || this.stuck.length) await this.spillUnwritten();
+    for (const [file, origin] of this.claims) {
+      if (!origin.loaded) await unclaimSpill(file); // the next start replays it
+      else if (this.spilled) await removeSpill(file); // its unwritten part is in the new spill file
+    }
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.stuckTimer) clearTimeout(this.stuckTimer);
+  }
+
+  /**
+   * Stores what earlier runs spilled (DATA_DIR/ingest-spill), one file at a time within the
+   * buffer's bound. Runs in the background: start it and carry on.
+   */
+  replaySpills(): Promise<void> {
+    this.replaying ??= this.replay().catch((error) => log.error('replaying spilled readings failed; the files are kept for the next start', { error }));
+    return this.replaying;
+  }
+
+  private async replay(): Promise<void> {
+    const dir = this.options.spillDir;
+    if (!dir) return;
+    const files = await claimSpills(dir);
+    for (const file of files) this.claims.set(file, { file, pending: 0, loaded: false });
+    for (const file of files) {
+      if (this.closing) return;
+      const origin = this.claims.get(file)!;
+      const content = await readSpill(file);
+      log.info('replaying readings spilled at an earlier shutdown', {
+        file, readings: content.readings.length, deadLetters: content.deadLetters.length, badLines: content.badLines });
+      if (content.badLines) log.warn('spill file has lines that cannot be read (a crash while it was written); they are skipped', { file, badLines: content.badLines });
+      origin.pending = content.readings.length + content.deadLetters.length;
+      origin.loaded = true;
+      for (const d of content.deadLetters) {
+        (d as Tagged)[ORIGIN] = origin;
+        this.deadLetters.push(d);
+      }
+      this.stats.replayedDeadLetters += content.deadLetters.length;
+      const now = Date.now();
+      for (let i = 0; i < content.readings.length; i += this.options.batchSize) {
+        const refused: PreparedDeadLetter[] = [];
+        for (const r of content.readings.slice(i, i + this.options.batchSize)) {
+          const problem = readingProblem(r, now, this.maxAgeMs, Number.POSITIVE_INFINITY);
+          if (problem) {
+            const letter = prepareDeadLetter(this.refusedLetter(r, `replayed reading refused: ${problem}`), this.limits);
+            (letter as Tagged)[ORIGIN] = origin; // the reading is done once its dead letter is written
+            refused.push(letter);
+          } else {
+            (r as Tagged)[ORIGIN] = origin;
+            this.buffer.push(r);
+          }
+        }
+        this.deadLetters.push(...refused);
+        this.stats.replayedReadings += Math.min(this.options.batchSize, content.readings.length - i);
+        this.stats.buffered = this.buffer.length;
+        this.schedule();
+        await this.wait();
+      }
+      if (origin.pending === 0) await this.finishSpill(origin);
+    }
+  }
+
+  private async finishSpill(origin: SpillOrigin): Promise<void> {
+    this.claims.delete(origin.file);
+    await removeSpill(origin.file);
+    log.info('spilled readings are all stored; file removed', { file: origin.file });
+  }
+
+  /** Marks readings and dead letters as written; a spill file whose content is all written is removed. */
+  private settle(items: readonly object[]): void {
+    for (const item of items) {
+      this.settled.add(item);
+      const origin = (item as Tagged)[ORIGIN];
+      if (origin && --origin.pending === 0 && origin.loaded && !this.spilled) void this.finishSpill(origin).catch(() => undefined);
+    }
+  }
+
+  /** Prometheus samples of this sink (src/lib/metrics.ts). */
+  metricSamples(): Sample[] {
+    const s = this.stats;
+    const samples: Sample[] = [
+      { name: 'iot_ingest_readings_received_total', help: 'Readings handed to the sink', type: 'counter', value: s.received },
+      { name: 'iot_ingest_readings_stored_total', help: 'Readings stored', type: 'counter', value: s.stored },
+      { name: 'iot_ingest_readings_duplicate_total', help: 'Readings skipped as duplicates', type: 'counter', value: s.duplicates },
+      { name: 'iot_ingest_dead_letters_total', help: 'Dead letters written one by one', type: 'counter', value: s.deadLetters },
+      { name: 'iot_ingest_dead_letters_suppressed_total', help: 'Dead letters over the rate limit, counted in summary rows instead of written one by one', type: 'counter', value: s.deadLettersSuppressed },
+      { name: 'iot_ingest_dead_letter_summaries_total', help: 'Rate-limit summary rows written', type: 'counter', value: s.deadLetterSummaries },
+      { name: 'iot_ingest_dead_letters_retrying', help: 'Dead letters the database refused, held and retried', type: 'gauge', value: s.deadLettersRetrying },
+      { name: 'iot_ingest_batches_total', help: 'Batches written', type: 'counter', value: s.batches },
+      { name: 'iot_ingest_failed_attempts_total', help: 'Batch attempts that failed and were retried', type: 'counter', value: s.failedAttempts },
+      { name: 'iot_ingest_transaction_timeouts_total', help: 'Batch transactions cut by the watchdog', type: 'counter', value: s.transactionTimeouts },
+      { name: 'iot_ingest_buffered_readings', help: 'Readings waiting to be written', type: 'gauge', value: this.buffer.length },
+      { name: 'iot_ingest_database_up', help: '0 while the sink cannot write to the database', type: 'gauge', value: s.databaseUp ? 1 : 0 },
+      { name: 'iot_ingest_spilled_readings_total', help: 'Readings written to the spill file at shutdown', type: 'counter', value: s.spilledReadings },
+      { name: 'iot_ingest_replayed_readings_total', help: 'Readings replayed from spill files at start', type: 'counter', value: s.replayedReadings },
+    ];
+    for (const [reasonClass, c] of [...this.byClass].sort()) {
+      samples.push({ name: 'iot_ingest_dead_letters_by_class_total', help: 'Dead letters by reason class and outcome (written one by one, or suppressed by the rate limit)',
+        type: 'counter', value: c.written, labels: { class: reasonClass, outcome: 'written' } });
+      samples.push({ name: 'iot_ingest_dead_letters_by_class_total', help: 'Dead letters by reason class and outcome (written one by one, or suppressed by the rate limit)',
+        type: 'counter', value: c.suppressed, labels: { class: reasonClass, outcome: 'suppressed' } });
+    }
+    return samples;
+  }
+
+  private classCount(reasonClass: string): { written: number; suppressed: number } {
+    let c = this.byClass.get(reasonClass);
+    if (!c) this.byClass.set(reasonClass, (c = { written: 0, suppressed: 0 }));
+    return c;
+  }
+
+  private refusedLetter(r: Reading, reason: string): DeadLetter {
+    const device = typeof r?.deviceId === 'string' ? r.deviceId.slice(0, 64) : 'unknown';
+    return { source: 'SINK', reason, tenantId: typeof r?.tenantId === 'string' && UUID.test(r.tenantId) ? r.tenantId : undefined,
+      payload: readingJson(r), sourceKey: `device/${device}` };
+  }
+
+  private queueSummaries(): void {
+    const summaries = this.limiter.takeSummaries();
+    if (!summaries.length) return;
+    this.deadLetters.push(...summaries);
+    this.schedule();
   }
 
   private schedule(): void {
@@ -126,14 +471,53 @@ export class ReadingSink extends EventEmitter {
     }
   }
 
+  /**
+   * The next batch: up to batchSize readings from the front of the buffer, from at most
+   * MAX_DAYS_PER_BATCH distinct UTC days. Each new day is a new chunk (tiers 1-2) or possibly a
+   * partition (tier 3), each with its locks: readings spread over thousands of days (a clock reset,
+   * a replayed archive) are written a few days at a time, never in one transaction that exhausts
+   * the lock table under every other session.
+   */
+  private nextBatch(): Reading[] {
+    const size = this.options.batchSize;
+    const first = this.buffer.length ? dayOf(this.buffer[0]) : 0;
+    let i = 0;
+    while (i < this.buffer.length && i < size && dayOf(this.buffer[i]) === first) i++;
+    if (i === this.buffer.length || i === size) return this.buffer.splice(0, i); // one day: the usual case
+    const days = new Set<number>([first]);
+    const batch = this.buffer.slice(0, i);
+    const rest: Reading[] = [];
+    const scan = Math.min(this.buffer.length, size * 4);
+    for (; i < scan && batch.length < size; i++) {
+      const r = this.buffer[i];
+      const day = dayOf(r);
+      if (days.has(day) || days.size < MAX_DAYS_PER_BATCH) {
+        days.add(day);
+        batch.push(r);
+      } else {
+        rest.push(r);
+      }
+    }
+    this.buffer.splice(0, i, ...rest);
+    return batch;
+  }
+
   private kick(): void {
+    if (this.abandoning) return;
     while (this.activeWriters < this.writers && (this.buffer.length || this.deadLetters.length)) {
-      const batch = this.buffer.splice(0, this.options.batchSize);
+      const batch = this.nextBatch();
       const letters = this.deadLetters.splice(0, this.options.batchSize);
+      const attempt: Attempt = { batch, letters };
+      this.inFlight.add(attempt);
       this.activeWriters++;
       this.write(batch, letters)
-        .catch((error) => log.error('batch lost to an unexpected error', { error, readings: batch.length }))
+        .catch((error) => {
+          // write() handles every database error itself; this is a bug here. Keep the data for the spill.
+          log.error('unexpected error while writing a batch; it is kept for a retry', { error, readings: batch.length });
+          this.unwritten.push(attempt);
+        })
         .finally(() => {
+          this.inFlight.delete(attempt);
           this.activeWriters--;
           this.stats.buffered = this.buffer.length;
           this.release();
@@ -151,9 +535,10 @@ export class ReadingSink extends EventEmitter {
     }
   }
 
-  /** Writes one batch, retrying while the database is unreachable. */
-  private async write(batch: Reading[], letters: DeadLetter[]): Promise<void> {
+  /** Writes one batch, retrying while the database cannot take it. */
+  private async write(batch: Reading[], letters: PreparedDeadLetter[]): Promise<void> {
     let delay = 100;
+    let timeouts = 0;
     for (;;) {
       try {
         await this.writeOnce(batch, letters);
@@ -164,38 +549,89 @@ export class ReadingSink extends EventEmitter {
         }
         return;
       } catch (error) {
-        if (!isConnectionError(error)) {
-          await this.isolateBadReadings(batch, letters, error as Error);
+        const timedOut = (error as { watchdog?: boolean }).watchdog === true;
+        if (timedOut) timeouts++;
+        // A batch whose transaction keeps hanging although the database answers is treated as bad data.
+        if (isDataError(error) || timeouts >= 3) {
+          await this.isolate(batch, letters, error as Error);
           return;
         }
         this.stats.failedAttempts++;
+        if (this.abandoning) {
+          this.unwritten.push({ batch, letters });
+          return;
+        }
+        const now = Date.now();
+        if (this.stats.databaseUp || now - this.lastDownLog > 60_000) {
+          log.warn(this.stats.databaseUp ? 'database unavailable; holding readings and retrying' : 'database still unavailable; holding readings',
+            { error, buffered: this.buffer.length + batch.length, deadLetters: this.deadLetters.length + letters.length });
+          this.lastDownLog = now;
+        }
         if (this.stats.databaseUp) {
-          log.warn('database unavailable; holding readings and retrying', { error, buffered: this.buffer.length + batch.length });
           this.stats.databaseUp = false;
           this.emit('database', false);
         }
-        await sleep(delay);
+        await Promise.race([sleep(delay), this.abandoned]);
         delay = Math.min(delay * 2, 5000);
       }
     }
   }
 
-  private async writeOnce(batch: Reading[], letters: DeadLetter[]): Promise<void> {
-    const client: PoolClient = await this.pool.connect();
+  /** A connection from the pool, or a connection error after `ms` (a pool waiting on a dead host never answers). */
+  private connect(ms: number): Promise<PoolClient> {
+    return new Promise((resolve, reject) => {
+      let done = false;
+      const timer = setTimeout(() => {
+        done = true;
+        reject(Object.assign(new Error(`no database connection within ${ms} ms`), { code: 'ETIMEDOUT' }));
+      }, ms);
+      this.pool.connect().then(
+        (client) => {
+          if (done) client.release();
+          else {
+            done = true;
+            clearTimeout(timer);
+            resolve(client);
+          }
+        },
+        (error) => {
+          if (done) return;
+          done = true;
+          clearTimeout(timer);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  private async writeOnce(batch: Reading[], letters: PreparedDeadLetter[]): Promise<void> {
+    // Everything the COPY sends is made before it starts, so a COPY never waits for data.
+    let rows = '';
+    for (const r of batch) rows += copyLine(r);
+    const lettersJson = letters.length ? JSON.stringify(letters) : '';
+    const ms = this.txTimeoutMs;
+    const client: PoolClient = await this.connect(Math.min(ms, 10_000));
     let broken: Error | undefined;
+    let cut = false;
     // A connection that dies while checked out emits 'error' on the client; the running query
     // rejects as well, which is where it is handled. Without a listener the process would crash.
     const onError = (error: Error) => (broken = error);
     client.on('error', onError);
+    // The server's timeouts end a slow statement or a wait for a lock; this ends everything else
+    // (a network that stops answering, a COPY the server waits on).
+    const cutAfter = ms + Math.min(5000, ms);
+    const watchdog = setTimeout(() => {
+      cut = true;
+      this.stats.transactionTimeouts++;
+      log.warn('batch transaction outlived its timeout; cutting its connection (the database rolls it back)',
+        { timeoutMs: cutAfter, readings: batch.length, deadLetters: letters.length });
+      cutConnection(client);
+    }, cutAfter);
     try {
-      await client.query('begin');
-      if (letters.length) {
-        await client.query(
-          'select iot_private.record_dead_letters($1, $2, $3, $4, $5)',
-          [letters.map((l) => l.source), letters.map((l) => l.topic ?? null), letters.map((l) => l.payload ?? null),
-           letters.map((l) => l.reason), letters.map((l) => l.tenantId ?? null)],
-        );
-      }
+      await client.query(`begin; set local statement_timeout = ${ms}; set local lock_timeout = ${Math.max(1000, Math.floor(ms / 3))}; ` +
+        `set local idle_in_transaction_session_timeout = ${ms}`);
+      if (letters.length) await client.query('select iot_private.record_dead_letters($1::jsonb)', [lettersJson]);
+      let result = { inserted: '0', duplicates: '0', rejected: '0' };
       if (batch.length) {
         await client.query('select iot_private.create_reading_staging()');
         await new Promise<void>((resolve, reject) => {
@@ -203,53 +639,142 @@ export class ReadingSink extends EventEmitter {
             'copy pg_temp.reading_staging (time, tenant_id, device_id, sensor_type, value, unit, quality, metadata) from stdin'));
           stream.on('error', reject);
           stream.on('finish', resolve);
-          stream.end(toCopyRows(batch));
+          try {
+            stream.end(rows);
+          } catch (error) {
+            stream.destroy(error as Error); // CopyFail: the server ends the COPY and the transaction rolls back
+            reject(error);
+          }
         });
-        const { rows } = await client.query<{ inserted: string; duplicates: string; rejected: string }>(
-          'select * from iot_private.ingest_staged_readings()');
-        await client.query('commit');
-        this.stats.stored += Number(rows[0].inserted);
-        this.stats.duplicates += Number(rows[0].duplicates);
-        this.stats.deadLetters += Number(rows[0].rejected);
-      } else {
-        await client.query('commit');
+        ({ rows: [result] } = await client.query<{ inserted: string; duplicates: string; rejected: string }>(
+          'select * from iot_private.ingest_staged_readings()'));
       }
-      this.stats.deadLetters += letters.length;
+      await client.query('commit');
+      this.stats.stored += Number(result.inserted);
+      this.stats.duplicates += Number(result.duplicates);
+      const rejected = Number(result.rejected);
+      this.stats.deadLetters += rejected + letters.filter((l) => !l.suppressedCount).length;
+      if (rejected) this.classCount('registry').written += rejected;
+      for (const l of letters) {
+        if (l.suppressedCount) this.stats.deadLetterSummaries++;
+        else this.classCount(l.reasonClass).written++;
+      }
       this.stats.batches++;
+      this.settle(batch);
+      this.settle(letters);
       this.emit('batch', { readings: batch.length, deadLetters: letters.length });
     } catch (error) {
-      broken = error as Error;
-      await client.query('rollback').catch(() => undefined);
-      throw error;
+      broken = cut ? Object.assign(new Error(`batch transaction cut after ${cutAfter} ms`), { code: 'ETIMEDOUT', watchdog: true }) : (error as Error);
+      if (!cut && !isConnectionError(error)) await client.query('rollback').catch(() => undefined);
+      throw broken;
     } finally {
+      clearTimeout(watchdog);
       client.removeListener('error', onError);
-      client.release(broken && isConnectionError(broken) ? broken : undefined);
+      // A cut or broken connection is destroyed, never handed back to the pool.
+      client.release(cut || (broken && isConnectionError(broken)) ? (broken ?? new Error('connection cut')) : undefined);
     }
   }
 
-  /** The database refused this batch's data: find the bad readings by halving, keep the rest. */
-  private async isolateBadReadings(batch: Reading[], letters: DeadLetter[], error: Error): Promise<void> {
+  /** The database refused this batch's data: find what it refuses by halving, keep the rest. */
+  private async isolate(batch: Reading[], letters: PreparedDeadLetter[], error: Error): Promise<void> {
     if (letters.length && batch.length) {
-      // Write the dead letters alone first, then bisect the readings.
+      // Write the dead letters alone first, then the readings; each is bisected on its own.
       await this.write([], letters);
       return this.write(batch, []);
     }
-    if (batch.length <= 1) {
-      const r = batch[0];
-      const reason = `database refused the reading: ${error.message}`;
-      log.warn('reading refused by the database; kept as a dead letter', { reason });
-      const letter: DeadLetter = r
-        ? { source: 'SINK', reason, tenantId: r.tenantId,
-            payload: JSON.stringify({ deviceId: r.deviceId, sensorType: r.sensorType, value: r.value, timestamp: r.time }) }
-        : { source: 'SINK', reason: `dead letters refused: ${error.message}` };
-      if (!r) {
-        log.error('dead letters refused by the database', { error, count: letters.length });
-        return;
+    if (letters.length > 1) {
+      const half = Math.ceil(letters.length / 2);
+      await this.write([], letters.slice(0, half));
+      return this.write([], letters.slice(half));
+    }
+    if (letters.length === 1) {
+      const [letter] = letters;
+      if (!this.plain.has(letter)) {
+        log.warn('dead letter refused by the database as prepared; writing it in plain form', { error, reason: letter.reason.slice(0, 200) });
+        const plain = plainDeadLetter(letter, error.message, this.limits);
+        this.plain.add(plain);
+        (plain as Tagged)[ORIGIN] = (letter as Tagged)[ORIGIN]; // it stands for the letter from now on
+        this.settled.add(letter);
+        return this.write([], [plain]);
       }
+      // Even the plain form was refused: keep it and try again later. Never dropped.
+      log.error('dead letter refused by the database even in plain form; held and retried', { error });
+      this.stuck.push(letter);
+      this.stats.deadLettersRetrying = this.stuck.length;
+      this.retryStuckLater();
+      return;
+    }
+    if (batch.length === 1) {
+      const r = batch[0];
+      const sqlState = typeof (error as { code?: unknown }).code === 'string';
+      const reason = `${sqlState ? 'database refused the reading' : 'the reading could not be written'}: ${pgSafeText(String(error.message)).text}`;
+      log.warn('reading refused by the database; kept as a dead letter', { reason });
+      const letter = prepareDeadLetter(this.refusedLetter(r, reason), this.limits);
+      (letter as Tagged)[ORIGIN] = (r as Tagged)[ORIGIN];
+      this.settled.add(r);
       return this.write([], [letter]);
     }
     const half = Math.ceil(batch.length / 2);
     await this.write(batch.slice(0, half), []);
     await this.write(batch.slice(half), []);
+  }
+
+  private retryStuckLater(): void {
+    if (this.stuckTimer || this.closing) return;
+    this.stuckTimer = setTimeout(() => {
+      this.stuckTimer = undefined;
+      const letters = this.stuck.splice(0);
+      this.stats.deadLettersRetrying = 0;
+      // Back in the queue as they are: the next failure brings them back here, a little later.
+      this.deadLetters.push(...letters);
+      this.stuckDelay = Math.min(this.stuckDelay * 2, 300_000);
+      this.schedule();
+    }, this.stuckDelay);
+    this.stuckTimer.unref();
+  }
+
+  /** At shutdown: everything not written goes to a spill file (or, without a spill folder, is reported lost). */
+  private async spillUnwritten(): Promise<void> {
+    this.abandoning = true;
+    this.abandon();
+    // Writers give up at their next failure; let the ones in the middle of an attempt finish it.
+    const settleBy = Date.now() + 2000;
+    while (this.activeWriters && Date.now() < settleBy) await sleep(20);
+    const readings = new Set<Reading>();
+    const letters = new Set<PreparedDeadLetter>();
+    const take = (a: Attempt) => {
+      for (const r of a.batch) if (!this.settled.has(r)) readings.add(r);
+      for (const l of a.letters) if (!this.settled.has(l)) letters.add(l);
+    };
+    for (const a of this.unwritten) take(a);
+    for (const a of this.inFlight) take(a);
+    take({ batch: this.buffer, letters: [...this.deadLetters, ...this.stuck, ...this.limiter.takeSummaries()] });
+    this.buffer = [];
+    this.deadLetters = [];
+    this.stuck = [];
+    this.spilled = true;
+    if (!readings.size && !letters.size) return;
+    const dir = this.options.spillDir;
+    if (!dir) {
+      this.stats.lostAtShutdown += readings.size + letters.size;
+      log.error('database unreachable at shutdown and no spill folder: readings and dead letters lost',
+        { readings: readings.size, deadLetters: letters.size });
+      return;
+    }
+    try {
+      const w = await writeSpill(dir, { readings: [...readings], deadLetters: [...letters] }, this.options.spillMaxBytes ?? 256 * 1024 * 1024);
+      this.stats.spilledReadings += w.readings;
+      this.stats.spilledDeadLetters += w.deadLetters;
+      log.warn('database unreachable at shutdown: unwritten readings and dead letters kept in a spill file; the next start stores them',
+        { file: w.file, readings: w.readings, deadLetters: w.deadLetters, bytes: w.bytes });
+      if (w.readingsLeftOut || w.deadLettersLeftOut) {
+        this.stats.lostAtShutdown += w.readingsLeftOut + w.deadLettersLeftOut;
+        log.error('spill file reached its bound (INGEST_SPILL_MAX_MB): the rest is lost',
+          { readingsLost: w.readingsLeftOut, deadLettersLost: w.deadLettersLeftOut });
+      }
+    } catch (error) {
+      this.stats.lostAtShutdown += readings.size + letters.size;
+      log.error('could not write the spill file: unwritten readings and dead letters lost', { error, dir, readings: readings.size, deadLetters: letters.size });
+    }
   }
 }

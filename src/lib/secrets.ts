@@ -20,8 +20,16 @@ export function keptSecret(dataDir: string, file: string, bytes = 32): string {
   return secret;
 }
 
+/** Shortest JWT secret accepted (HS256 wants a key at least as long as its 256-bit hash). */
+export const MIN_JWT_SECRET_BYTES = 32;
+
 export function jwtSecret(configured: string | undefined, dataDir: string): string {
-  return configured || keptSecret(dataDir, 'jwt-secret');
+  const secret = configured || keptSecret(dataDir, 'jwt-secret');
+  // JWT_SECRET itself is checked with the configuration (src/lib/config.ts); a kept file edited by hand is checked here.
+  if (Buffer.byteLength(secret, 'utf8') < MIN_JWT_SECRET_BYTES) {
+    throw new Error(`the JWT secret in ${join(dataDir, 'jwt-secret')} is shorter than ${MIN_JWT_SECRET_BYTES} bytes: delete the file to have a new one made, or set JWT_SECRET`);
+  }
+  return secret;
 }
 
 /** Password of the demo analyst login that `iot start` creates (DATA_DIR/analyst-password). */

@@ -6,6 +6,8 @@ import applyRetention from '../../workers/telemetry__apply_retention';
 import checkHeartbeats from '../../workers/devices__check_heartbeats';
 import evaluateSpc from '../../workers/spc__evaluate';
 import calculateHealth from '../../workers/health__calculate_scores';
+import pruneDeadLetters from '../../workers/dead_letters__prune';
+import { loadConfig } from './config';
 import { logger } from './log';
 
 export const taskList: TaskList = {
@@ -15,16 +17,18 @@ export const taskList: TaskList = {
   devices__check_heartbeats: checkHeartbeats,
   spc__evaluate: evaluateSpc,
   health__calculate_scores: calculateHealth,
+  dead_letters__prune: pruneDeadLetters,
 };
 
 // Times are UTC. `?max=1`: a failed run is not retried; the next tick runs it again anyway.
-export const crontab = (retentionDays: number, healthIntervalMinutes = 15) => [
+export const crontab = (retentionDays: number, healthIntervalMinutes = 15, deadLetterRetentionDays = 30) => [
   `*/${healthIntervalMinutes} * * * * health__calculate_scores ?max=1 ${JSON.stringify({ intervalMinutes: healthIntervalMinutes })}`,
   '* * * * * rollups__refresh ?max=1',
   '* * * * * devices__check_heartbeats ?max=1',
   '* * * * * spc__evaluate ?max=1',
   '7 * * * * telemetry__create_partitions ?max=3',
   `15 3 * * * telemetry__apply_retention ?max=1 ${JSON.stringify({ days: retentionDays })}`,
+  `23 * * * * dead_letters__prune ?max=1 ${JSON.stringify({ days: deadLetterRetentionDays })}`,
 ].join('\n');
 
 const workerLogger = new Logger((scope) => {
@@ -37,9 +41,11 @@ const workerLogger = new Logger((scope) => {
   };
 });
 
-export function startWorker(connectionString: string, concurrency: number, retentionDays: number, healthIntervalMinutes = 15): Promise<Runner> {
+// deadLetterRetentionDays: INGEST_DEAD_LETTER_RETENTION_DAYS, read here when the caller does not pass it.
+export function startWorker(connectionString: string, concurrency: number, retentionDays: number, healthIntervalMinutes = 15,
+  deadLetterRetentionDays = loadConfig().INGEST_DEAD_LETTER_RETENTION_DAYS): Promise<Runner> {
   return run({
     connectionString, concurrency, noHandleSignals: true, pollInterval: 1000, taskList,
-    crontab: crontab(retentionDays, healthIntervalMinutes), logger: workerLogger,
+    crontab: crontab(retentionDays, healthIntervalMinutes, deadLetterRetentionDays), logger: workerLogger,
   });
 }

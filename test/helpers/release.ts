@@ -8,14 +8,15 @@ import { projectRoot } from '../../src/lib/db/migrate';
 
 export const PREVIOUS_RELEASE = '928d2ad'; // the last commit of 0.1.0 (issues 2 and 3)
 
-export function extractPreviousRelease(): { dir: string; remove(): void } | { skip: string } {
+/** db/ and sql/ as they were at `commit` (default: the previous release), in a temporary folder. */
+export function extractPreviousRelease(commit = PREVIOUS_RELEASE): { dir: string; remove(): void } | { skip: string } {
   const dir = mkdtempSync(join(tmpdir(), 'iot-release-'));
   try {
-    const tar = execFileSync('git', ['-C', projectRoot, 'archive', PREVIOUS_RELEASE, 'db', 'sql'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const tar = execFileSync('git', ['-C', projectRoot, 'archive', commit, 'db', 'sql'], { stdio: ['ignore', 'pipe', 'pipe'] });
     execFileSync('tar', ['-x', '-C', dir], { input: tar });
     return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
   } catch (error) {
     rmSync(dir, { recursive: true, force: true });
-    return { skip: `release ${PREVIOUS_RELEASE} is not in this checkout's git history (${(error as Error).message.split('\n')[0]})` };
+    return { skip: `commit ${commit} is not in this checkout's git history (${(error as Error).message.split('\n')[0]})` };
   }
 }

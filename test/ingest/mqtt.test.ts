@@ -5,6 +5,7 @@ import { Pool } from 'pg';
 import { MqttIngestor } from '../../src/ingest/mqtt';
 import { RegistryCache } from '../../src/ingest/registry';
 import { ReadingSink } from '../../src/ingest/sink';
+import { specs } from '../../src/lib/config';
 import { publishAsDevice, testBroker } from '../helpers/broker';
 import { loadContract } from '../helpers/contract';
 import { createTestDatabase, seedSmallPlant, TestDatabase } from '../helpers/db';
@@ -44,7 +45,8 @@ test.before(async () => {
   registry = new RegistryCache(db.pool, 0);
   await registry.start();
   sink = new ReadingSink(db.pool, { batchSize: 1000, maxWaitMs: 20, bufferMax: 10_000 });
-  ingestor = new MqttIngestor({ brokerUrl: broker.url, topics: ['facility/+/workcenter/+/sensor/+'], qos: 1,
+  // Subscribed as the default configuration does (MQTT_TOPICS=facility/#).
+  ingestor = new MqttIngestor({ brokerUrl: broker.url, topics: specs.MQTT_TOPICS.default.split(','), qos: 1,
     clientId: `test-ingest-${run}`, maxFutureSeconds: 300 }, registry, sink);
   await ingestor.start();
   publisher = await mqtt.connectAsync(broker.url, { clientId: `test-pub-${run}` });
@@ -141,7 +143,8 @@ test('malformed payloads become dead letters with reasons; good readings beside 
     [TOPIC(), JSON.stringify({ deviceId: plant.deviceCode, value: 1, unit: 'kg' })],      // no conversion to °F
     [TOPIC(), JSON.stringify({ ...good(7), quality: 'SHINY' })],                          // unknown word: stored UNCERTAIN
     ['facility/NOWHERE/workcenter/X/sensor/temperature', JSON.stringify(good(2))],        // unknown facility
-    ['plant/oops', JSON.stringify(good(3))],                                              // topic outside contract
+    ['plant/oops', JSON.stringify(good(3))],                                              // not ours: not subscribed
+    [TOPIC() + '/extra', JSON.stringify(good(8))],                                        // a level too many
     [TOPIC(), JSON.stringify([good(4), { deviceId: plant.deviceCode, value: null }, good(5)])], // array, one bad item
     [TOPIC(), JSON.stringify(good(6))],
   ];
@@ -150,7 +153,8 @@ test('malformed payloads become dead letters with reasons; good readings beside 
   for (const [topic, payload] of messages) await publisher.publishAsync(topic, payload, { qos: 1 });
   await waitFor(async () => (await stored(`time >= '2026-04-01' and time < '2026-04-02'`)) === 5, 5000, 'five good readings');
   const reasons = (await db.pool.query(`select reason from iot_private.ingest_dead_letters where source = 'MQTT' order by id`)).rows.map((r) => r.reason);
-  for (const expected of ['not valid JSON', 'value is missing', 'value "hot" must be a number', 'value null is not finite',
+  for (const expected of ['not valid JSON', 'value is missing', 'value "hot" must be a number', 'value 1e999 is beyond what a 64-bit float holds',
+    `topic "${TOPIC()}/extra" does not match facility/{facilityCode}/workcenter/{workCenterCode}/sensor/{sensorType}`,
     'unknown device "NOPE-9"', 'in the future', 'unit "kg" (mass) cannot be converted', 'unknown facility "NOWHERE"',
     'item 1: value is missing']) {
     assert.ok(reasons.some((r) => r.includes(expected)), `no dead letter saying ${JSON.stringify(expected)} in ${JSON.stringify(reasons)}`);

@@ -2,7 +2,7 @@
 // sensor types in any case, quality words, unit aliases and conversions, metadata.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { MAX_METADATA_BYTES, parseMqttMessage, ParseResult } from '../../src/ingest/mqtt-payload';
+import { DEFAULT_LIMITS, IngestLimits, MAX_METADATA_BYTES, parseMqttMessage, ParseResult } from '../../src/ingest/mqtt-payload';
 import { RegistryCache } from '../../src/ingest/registry';
 import { loadContract } from '../helpers/contract';
 import { createTestDatabase, seedSmallPlant, TestDatabase } from '../helpers/db';
@@ -23,22 +23,22 @@ const SEED_PAYLOADS = [
 
 const TOPIC = (sensor = 'TEMPERATURE') => `facility/F1/workcenter/PRESS-1/sensor/${sensor}`;
 
-function parse(topic: string, payload: unknown): ParseResult {
+function parse(topic: string, payload: unknown, limits: Partial<IngestLimits> = {}, receivedAt = new Date()): ParseResult {
   const text = typeof payload === 'string' ? payload : JSON.stringify(payload);
-  return parseMqttMessage(topic, Buffer.from(text), { registry, receivedAt: new Date(), maxFutureMs: 300_000 });
+  return parseMqttMessage(topic, Buffer.from(text), { ...DEFAULT_LIMITS, ...limits, registry, receivedAt });
 }
 
 /** The one reading a message must give (fails with the dead letters' reasons otherwise). */
-function one(topic: string, payload: unknown) {
-  const r = parse(topic, payload);
+function one(topic: string, payload: unknown, limits: Partial<IngestLimits> = {}, receivedAt?: Date) {
+  const r = parse(topic, payload, limits, receivedAt);
   assert.is(r.deadLetters.length, 0, `unexpected dead letters: ${r.deadLetters.map((d) => d.reason).join('; ')}`);
   assert.is(r.readings.length, 1);
   return r.readings[0];
 }
 
 /** The reason a message's one reading is refused with. */
-function refused(topic: string, payload: unknown): string {
-  const r = parse(topic, payload);
+function refused(topic: string, payload: unknown, limits: Partial<IngestLimits> = {}, receivedAt?: Date): string {
+  const r = parse(topic, payload, limits, receivedAt);
   assert.is(r.readings.length, 0, `stored, but should be refused: ${JSON.stringify(r.readings)}`);
   assert.is(r.deadLetters.length, 1);
   return r.deadLetters[0].reason;
@@ -245,6 +245,108 @@ test('metadata is bounded, and what jsonb cannot hold is refused before it reach
   assert.match(refused(TOPIC(), `{"deviceId": "${plant.deviceCode}", "value": 70, "note": "a\\u0000b"}`), 'field "note" holds U+0000');
   assert.match(refused(TOPIC(), `{"deviceId": "${plant.deviceCode}", "value": 70, "note": ["\\ud800"]}`), 'unpaired surrogate');
   assert.match(refused(TOPIC(), { deviceId: plant.deviceCode, value: 70, originalUnit: 'C' }), 'field "originalUnit" is reserved');
+});
+
+// Bounds (README "Sending readings"): what a device can send and what is stored.
+
+test('a value is 0 or of magnitude 1e-15 to 1e15; a reason quotes the number as sent, not as JSON.parse read it', () => {
+  const dev = plant.deviceCode;
+  for (const value of ['1e15', '-1e15', '1e-15', '-1e-15', '0', '-0', '0e-400', '0.0', '999999999999999.9']) {
+    assert.is(one(TOPIC(), `{"deviceId": "${dev}", "value": ${value}}`).value, Number(value), `value ${value}`);
+  }
+  const cases: [string, string][] = [
+    ['1.7976931348623157e308', 'value 1.7976931348623157e308 is outside the accepted range: 0, or a magnitude from 1e-15 to 1e15'],
+    ['5e-324', 'value 5e-324 is outside the accepted range'],
+    ['-1.0000000000000002e15', 'value -1.0000000000000002e15 is outside the accepted range'],
+    ['1e-16', 'value 1e-16 is outside the accepted range'],
+    ['1e400', 'value 1e400 is beyond what a 64-bit float holds'],
+    ['-1E+400', 'value -1E+400 is beyond what a 64-bit float holds'],
+    ['1e-400', 'value 1e-400 is not 0 but too small to store'],
+    ['0.' + '0'.repeat(400) + '1', 'is not 0 but too small to store'],
+  ];
+  for (const [value, reason] of cases) assert.match(refused(TOPIC(), `{"deviceId": "${dev}", "value": ${value}}`), reason, `value ${value}`);
+  // In arrays, with duplicate and nested fields: the literal of that reading's own field.
+  const r = parse(TOPIC(), `[{"deviceId": "${dev}", "value": 1, "value": 1e999, "x": {"value": 3}}, {"deviceId": "${dev}", "value": 2,
+    "timestamp": "2026-02-03T00:00:00Z"}, [1e999], {"deviceId": "${dev}", "extra": [1e999], "value": 2e999}]`);
+  assert.equal(r.deadLetters.map((d) => d.reason), [
+    'item 0: value 1e999 is beyond what a 64-bit float holds (accepted: 0, or a magnitude from 1e-15 to 1e15)',
+    'item 2: reading must be a JSON object',
+    'item 3: value 2e999 is beyond what a 64-bit float holds (accepted: 0, or a magnitude from 1e-15 to 1e15)',
+  ]);
+  assert.equal(r.readings.map((x) => x.value), [2]);
+  // The range holds in the channel's unit, after conversion.
+  assert.match(refused(TOPIC('PRESSURE'), { deviceId: dev, value: 1e13, unit: 'MPa' }),
+    'value 10000000000000 (1450377377300000 PSI in the channel\'s unit) is outside the accepted range');
+  assert.match(refused(TOPIC(), `{"deviceId": "${dev}", "value": 1, "note": 1e400}`), 'field "note" holds a number beyond what a 64-bit float holds');
+});
+
+test('a timestamp is from 2000-01-01 (or INGEST_MAX_AGE_DAYS ago) to INGEST_MAX_FUTURE_SECONDS ahead, and one a clock can hold', () => {
+  const dev = plant.deviceCode;
+  const now = new Date('2026-06-01T00:00:00Z');
+  const at = (timestamp: string | number, limits: Partial<IngestLimits> = {}) =>
+    one(TOPIC(), `{"deviceId": "${dev}", "value": 1, "timestamp": ${JSON.stringify(timestamp)}}`, limits, now).time.toISOString();
+  const no = (timestamp: string, limits: Partial<IngestLimits> = {}) =>
+    refused(TOPIC(), `{"deviceId": "${dev}", "value": 1, "timestamp": ${timestamp}}`, limits, now);
+  assert.is(at(946684800), '2000-01-01T00:00:00.000Z');
+  assert.is(at(946684800000), '2000-01-01T00:00:00.000Z');
+  assert.is(at('2000-01-01T00:00:00Z'), '2000-01-01T00:00:00.000Z');
+  assert.is(at('2026-06-01T00:05:00Z'), '2026-06-01T00:05:00.000Z', 'INGEST_MAX_FUTURE_SECONDS ahead is accepted');
+  assert.match(no('1e16'), 'timestamp 1e16 is beyond any time a clock can hold (accepted: from 2000-01-01T00:00:00.000Z to 300 s after arrival)');
+  assert.match(no('-1e16'), 'timestamp -1e16 is beyond any time a clock can hold');
+  assert.match(no('8.64e15'), 'timestamp 8.64e15 (+275760-09-13T00:00:00.000Z) is more than 300 s in the future');
+  assert.match(no('1e400'), 'timestamp 1e400 is not a finite number');
+  assert.match(no('946684799'), 'timestamp 946684799 (1999-12-31T23:59:59.000Z) is before the year 2000');
+  assert.match(no('-1'), 'is before the year 2000');
+  assert.match(no('"1999-12-31T23:59:59.999Z"'), 'is before the year 2000');
+  assert.match(no('"2026-06-01T00:05:01Z"'), 'is more than 300 s in the future (INGEST_MAX_FUTURE_SECONDS');
+  assert.match(no('"+275760-09-13T00:00:00Z"'), 'is not an ISO 8601 date-time');
+  assert.match(no('"2026-06-01T25:00:00Z"'), 'is not a valid date-time');
+  assert.match(no('true'), 'timestamp true must be an ISO 8601 string or epoch seconds or milliseconds');
+  // INGEST_MAX_AGE_DAYS
+  const week = { maxAgeMs: 7 * 86_400_000 };
+  assert.is(at('2026-05-25T00:00:00Z', week), '2026-05-25T00:00:00.000Z');
+  assert.match(no('"2026-05-24T23:59:59Z"', week),
+    'is more than 7 days old (INGEST_MAX_AGE_DAYS; accepted: 7 days before arrival, and not before 2000-01-01T00:00:00.000Z to 300 s after arrival)');
+});
+
+test('a message larger than INGEST_MAX_MESSAGE_BYTES is one dead letter, not decoded; so is one of more readings than allowed', () => {
+  const dev = plant.deviceCode;
+  const reading = (i: number) => ({ deviceId: dev, value: i, timestamp: new Date(Date.UTC(2026, 1, 4) + i * 1000).toISOString() });
+  const limits = { maxMessageBytes: 4096, maxReadingsPerMessage: 3 };
+  const exact = JSON.stringify([reading(1)]).padEnd(4096, ' ');
+  assert.is(parse(TOPIC(), exact, limits).readings.length, 1, 'exactly INGEST_MAX_MESSAGE_BYTES is read');
+  const big = parse(TOPIC(), exact + ' ', limits);
+  assert.equal([big.readings.length, big.deadLetters.length], [0, 1]);
+  assert.is(big.deadLetters[0].reason, 'payload is 4097 bytes, more than the 4096 allowed (INGEST_MAX_MESSAGE_BYTES): not read; send fewer readings per message');
+  assert.is(big.deadLetters[0].tenantId, plant.tenantId);
+  const huge = parse(TOPIC(), JSON.stringify(Array.from({ length: 20_000 }, (_, i) => reading(i))));
+  assert.match(huge.deadLetters[0].reason, /^payload is \d+ bytes, more than the 262144 allowed/);
+  assert.ok(huge.deadLetters[0].payload!.length <= 4097, 'the dead letter keeps the start of the payload only');
+  assert.is(parse(TOPIC(), [1, 2, 3].map(reading), limits).readings.length, 3);
+  const many = parse(TOPIC(), [1, 2, 3, 4].map(reading), limits);
+  assert.equal([many.readings.length, many.deadLetters.map((d) => d.reason)],
+    [0, ['payload holds 4 readings, more than the 3 allowed per message (INGEST_MAX_READINGS_PER_MESSAGE): none stored; send fewer readings per message']]);
+  assert.equal(parse(TOPIC(), '[]').deadLetters.map((d) => d.reason), ['payload is an empty array']);
+});
+
+test('a topic outside the contract (a level too many or too few) is one dead letter saying so', () => {
+  for (const topic of [TOPIC() + '/extra', 'facility/F1/workcenter/PRESS-1/sensor', 'facility/F1', 'facility//workcenter/PRESS-1/sensor/TEMPERATURE',
+    'facility/F1/workcenter/PRESS-1/sensor/TEMPERATURE/']) {
+    const r = parse(topic, { deviceId: plant.deviceCode, value: 1 });
+    assert.equal(r.readings, []);
+    assert.equal(r.deadLetters.map((d) => d.reason),
+      [`topic ${JSON.stringify(topic)} does not match facility/{facilityCode}/workcenter/{workCenterCode}/sensor/{sensorType}`]);
+  }
+});
+
+test('nesting too deep to stringify is a dead letter, not an exception', () => {
+  const deep = '['.repeat(200_000) + ']'.repeat(200_000);
+  const cases = [`{"deviceId": "${plant.deviceCode}", "value": 1, "x": ${deep}}`, `{"deviceId": "${plant.deviceCode}", "value": ${deep}}`, `[${deep}]`];
+  for (const payload of cases) {
+    const r = parse(TOPIC(), payload, { maxMessageBytes: 1_000_000 });
+    assert.equal([r.readings.length, r.deadLetters.length], [0, 1], payload.slice(0, 60));
+    assert.ok(r.deadLetters[0].reason.length < 400, r.deadLetters[0].reason);
+  }
 });
 
 test.run();

@@ -1,10 +1,19 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createServer, Server, Socket, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Pool } from 'pg';
 import type { Reading } from '../../src/ingest/reading';
 import { ReadingSink } from '../../src/ingest/sink';
+import { registerMetrics, renderMetrics } from '../../src/lib/metrics';
+import { crontab } from '../../src/lib/worker';
+import pruneDeadLetters from '../../workers/dead_letters__prune';
 import { createTestDatabase, seedSmallPlant, TestDatabase } from '../helpers/db';
 import { FlakyProxy, urlThrough } from '../helpers/proxy';
+import { onTiers } from '../helpers/tier';
 import { sleep, waitFor } from '../helpers/wait';
 
 const test = suite('ingest: the COPY sink');
@@ -97,6 +106,266 @@ test('while the database is down the sink holds readings within its bound and st
   assert.ok(sink.stats.failedAttempts > 0);
 });
 
+/** Fails (instead of hanging the suite) when `p` does not settle within `ms`: a wedged writer shows here. */
+async function within<T>(ms: number, p: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms)));
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+const now = () => Date.now() - 60_000;
+const letters = async (where = 'true', params: unknown[] = []) => (await db.pool.query(
+  `select source, topic, payload, reason, tenant_id, topic_bytes, topic_sha256, payload_bytes, payload_sha256, payload_base64,
+          source_key, reason_class, suppressed_count
+   from iot_private.ingest_dead_letters where ${where} order by id`, params)).rows;
+const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
+
+test('readings it cannot write (Invalid Date, a time outside the accepted range, bad ids, text jsonb refuses) are dead letters at once; the next batch is stored', async () => {
+  const sink = new ReadingSink(db.pool, { batchSize: 100, maxWaitMs: 10, bufferMax: 1000, maxFutureMs: 300_000 });
+  const t = now();
+  const since = (await db.pool.query(`select coalesce(max(id), 0) as id from iot_private.ingest_dead_letters`)).rows[0].id;
+  const circular: Record<string, unknown> = {};
+  circular.self = circular;
+  const bad: [Partial<Reading>, string][] = [
+    [{ time: new Date(1e16) }, 'timestamp Invalid Date is not a valid date-time'],
+    [{ time: new Date(-8e15) }, 'is before the year 2000'],
+    [{ time: new Date(Date.UTC(1999, 11, 31)) }, 'is before the year 2000'],
+    [{ time: new Date(Date.now() + 3600_000) }, 's in the future'],
+    [{ time: 'yesterday' as never }, 'is not a valid date-time'],
+    [{ deviceId: 'not-a-uuid' }, 'deviceId "not-a-uuid" is not a uuid'],
+    [{ value: Number.NaN }, 'value null is not a finite number'],
+    [{ sensorType: 'TEMP\u0000ERATURE' }, 'sensorType'],
+    [{ unit: '\ud800' }, 'unit'],
+    [{ metadata: { note: 'a\u0000b' } }, 'metadata holds U+0000'],
+    [{ metadata: { n: 10n } as never }, 'metadata cannot be written as JSON'],
+    [{ metadata: circular }, 'metadata cannot be written as JSON'],
+  ];
+  sink.add(bad.map(([over], i) => reading(0, { time: new Date(t + i), ...over })));
+  sink.add([reading(0, { time: new Date(t + 100) }), reading(0, { time: new Date(t + 101) })]);
+  await within(10_000, sink.close(), 'writing after refused readings');
+  assert.is(await count(`time in ('${new Date(t + 100).toISOString()}', '${new Date(t + 101).toISOString()}')`), 2, 'the good readings beside them are stored');
+  const dl = await letters(`reason like 'reading refused before writing:%' and id > $1`, [since]);
+  assert.is(dl.length, bad.length);
+  bad.forEach(([, reason], i) => assert.match(dl[i].reason, reason));
+  assert.ok(dl.every((l) => l.source === 'SINK' && l.payload_sha256?.length === 64 && l.source_key === `device/${l.source_key.slice(7)}`));
+  assert.is(sink.stats.deadLetters, bad.length);
+});
+
+test('a batch transaction waiting on a lock ends at its lock timeout and is retried, not split or dead-lettered', async () => {
+  const sink = new ReadingSink(db.pool, { batchSize: 100, maxWaitMs: 10, bufferMax: 1000, transactionTimeoutMs: 3000 });
+  const holder = await db.pool.connect();
+  const t = now();
+  try {
+    await holder.query('begin');
+    await holder.query('select 1 from iot.iot_devices where id = $1 for update', [plant.deviceId]); // the heartbeat update waits on it
+    sink.add([reading(0, { time: new Date(t) })]);
+    await sleep(2500);
+    const waiting = await db.pool.query(`select count(*)::int as n from pg_stat_activity
+      where datname = current_database() and wait_event_type = 'Lock' and now() - query_start > interval '1.5 seconds'`);
+    assert.is(waiting.rows[0].n, 0, 'no session waits on a lock for longer than the lock timeout (1 s here)');
+    assert.ok(sink.stats.failedAttempts >= 1, `attempts that failed: ${sink.stats.failedAttempts}`);
+  } finally {
+    await holder.query('rollback');
+    holder.release();
+  }
+  await within(10_000, sink.close(), 'the batch once the lock is gone');
+  assert.is(await count(`time = '${new Date(t).toISOString()}'`), 1);
+  assert.is(sink.stats.deadLetters, 0);
+});
+
+test('a database that stops answering mid-transaction: the watchdog cuts the connection, the batch is retried and stored', async () => {
+  const target = new URL(db.url);
+  const proxy = new FreezingProxy(target.hostname, Number(target.port || 5432));
+  await proxy.up();
+  const pool = new Pool({ connectionString: urlThrough(db.url, proxy.port), max: 2 });
+  pool.on('error', () => undefined);
+  const sink = new ReadingSink(pool, { batchSize: 100, maxWaitMs: 10, bufferMax: 1000, transactionTimeoutMs: 1000 });
+  const t = now();
+  sink.add([reading(0, { time: new Date(t) })]);
+  await sink.flush();
+  proxy.freeze(); // connections stay open, nothing gets through
+  sink.add([reading(0, { time: new Date(t + 1) })]);
+  await sleep(2500);
+  assert.ok(sink.stats.transactionTimeouts >= 1, 'the frozen transaction was cut');
+  proxy.thaw();
+  await within(15_000, sink.close(), 'the retried batch');
+  await pool.end();
+  await proxy.down();
+  assert.is(await count(`time in ('${new Date(t).toISOString()}', '${new Date(t + 1).toISOString()}')`), 2);
+});
+
+test('readings the database refuses for a rule only it knows are isolated by halving; the rest of the batch is stored', async () => {
+  await db.pool.query(`alter table iot_private.sensor_readings add constraint test_refuses_13_5 check (value <> 13.5)`);
+  try {
+    const sink = new ReadingSink(db.pool, { batchSize: 200, maxWaitMs: 10, bufferMax: 1000 });
+    const t = now() - 3600_000;
+    sink.add(Array.from({ length: 200 }, (_, i) => reading(0, { time: new Date(t + i * 10), value: i === 77 || i === 150 ? 13.5 : 20 })));
+    await within(20_000, sink.close(), 'bisecting the batch');
+    assert.is(await count(`time >= '${new Date(t).toISOString()}' and time < '${new Date(t + 2000).toISOString()}'`), 198);
+    const dl = await letters(`reason like '%test_refuses_13_5%'`);
+    assert.is(dl.length, 2);
+    assert.is(JSON.parse(dl[0].payload).value, 13.5);
+    assert.is(dl[0].reason_class, 'refused');
+  } finally {
+    await db.pool.query(`alter table iot_private.sensor_readings drop constraint test_refuses_13_5`);
+  }
+});
+
+test('dead letters: U+0000, unpaired surrogates and invalid UTF-8 are stored visibly with a base64 copy; topic and payload clipped with size and hash', async () => {
+  const sink = new ReadingSink(db.pool, { batchSize: 100, maxWaitMs: 10, bufferMax: 1000 });
+  const raw = Buffer.from([0x7b, 0x00, 0xff, 0xfe, 0x41, 0x7d]); // "{", NUL, two invalid bytes, "A", "}"
+  const longTopic = 'facility/F1/workcenter/PRESS-1/sensor/' + 'x'.repeat(60_000);
+  const longPayload = '€'.repeat(5000); // 15,000 bytes: clipped at a character boundary
+  sink.reject([
+    { source: 'MQTT', topic: 'facility/F1/a', payload: 'not json \u0000 here', reason: 'payload is not valid JSON: case-nul' },
+    { source: 'MQTT', topic: 'facility/F1/b\ud800', payload: 'lone \udc00 surrogate', reason: 'payload is not valid JSON: case-surrogate \ud800' },
+    { source: 'MQTT', topic: 'facility/F1/c', payload: raw.toString('utf8'), rawPayload: raw, reason: 'payload is not valid JSON: case-raw' },
+    { source: 'MQTT', topic: longTopic, payload: longPayload, reason: 'payload is not valid JSON: case-long' },
+  ]);
+  await within(10_000, sink.close(), 'writing the dead letters');
+  const [nul, sur, bytes, long] = await letters(`reason like '%: case-%'`);
+  assert.is(nul.payload, 'not json \\u0000 here');
+  assert.is(Buffer.from(nul.payload_base64, 'base64').toString('utf8'), 'not json \u0000 here');
+  assert.is(nul.payload_sha256, sha('not json \u0000 here'));
+  assert.is(sur.topic, 'facility/F1/b\\ud800');
+  assert.is(sur.payload, 'lone \\udc00 surrogate');
+  assert.match(sur.reason, 'case-surrogate \\ud800');
+  assert.equal(Buffer.from(bytes.payload_base64, 'base64'), raw, 'the bytes as sent');
+  assert.is(bytes.payload_bytes, raw.length);
+  assert.is(bytes.payload_sha256, sha(raw));
+  assert.is(bytes.payload, '{\\u0000\ufffd\ufffdA}');
+  assert.is(long.topic_bytes, Buffer.byteLength(longTopic));
+  assert.is(long.topic_sha256, sha(longTopic));
+  assert.is(Buffer.byteLength(long.topic), 512);
+  assert.is(long.payload_bytes, 15_000);
+  assert.is(long.payload, '€'.repeat(1365), '4096 bytes at most, never half a character');
+  assert.is(long.payload_base64, null, 'nothing escaped, no copy');
+  assert.is(long.source_key, 'facility/F1');
+  assert.is(sink.stats.deadLetters, 4);
+});
+
+test('a dead letter the database refuses is kept in plain form; the other dead letters of its batch are stored', async () => {
+  await db.pool.query(`alter table iot_private.ingest_dead_letters add constraint test_refuses_marker check (reason not like '%REFUSE-ME%')`);
+  try {
+    const sink = new ReadingSink(db.pool, { batchSize: 100, maxWaitMs: 10, bufferMax: 1000 });
+    sink.reject(Array.from({ length: 11 }, (_, i) => ({ source: 'MQTT' as const, topic: 'facility/F1/x', payload: `p${i}`,
+      reason: i === 4 ? 'payload is not valid JSON: REFUSE-ME batch-11' : `payload is not valid JSON: batch-11 #${i}` })));
+    await within(10_000, sink.close(), 'isolating the refused dead letter');
+    assert.is((await letters(`reason like '%: batch-11 #%'`)).length, 10, 'the ten others');
+    const [plain] = await letters(`reason like 'dead letter refused by the database as prepared%'`);
+    assert.ok(plain, 'the refused one, in plain form');
+    assert.match(plain.reason, 'test_refuses_marker');
+    const kept = JSON.parse(Buffer.from(plain.payload_base64, 'base64').toString('utf8'));
+    assert.is(kept.reason, 'payload is not valid JSON: REFUSE-ME batch-11');
+    assert.is(kept.payload, 'p4');
+    assert.is(sink.stats.deadLetters, 11);
+  } finally {
+    await db.pool.query(`alter table iot_private.ingest_dead_letters drop constraint test_refuses_marker`);
+  }
+});
+
+test('dead letters are rate-limited per source: beyond the burst they are counted into a summary row and in the metrics', async () => {
+  const sink = new ReadingSink(db.pool, { batchSize: 1000, maxWaitMs: 10, bufferMax: 1000,
+    deadLetters: { ratePerSource: 1, burstPerSource: 20, rateTotal: 1000 } });
+  sink.reject(Array.from({ length: 500 }, (_, i) => ({ source: 'MQTT' as const, topic: `facility/FLOOD/workcenter/W/sensor/S${i}`,
+    payload: 'x', reason: `value "x" must be a number (flood ${i})` })));
+  sink.reject([{ source: 'MQTT', topic: 'facility/QUIET/workcenter/W/sensor/S', payload: 'y', reason: 'value "y" must be a number (quiet)' }]);
+  await within(10_000, sink.close(), 'writing the dead letters and their summary');
+  const flood = await letters(`source_key = 'facility/FLOOD'`);
+  const single = flood.filter((l) => l.suppressed_count === 0);
+  const [summary] = flood.filter((l) => l.suppressed_count > 0);
+  assert.ok(single.length >= 20 && single.length <= 22, `written one by one: ${single.length}`);
+  assert.is(summary.suppressed_count + single.length, 500, 'every one is either written or counted');
+  assert.is(summary.reason_class, 'rate_limited');
+  assert.match(summary.reason, `rate limit: ${summary.suppressed_count} dead letters from facility/FLOOD were counted`);
+  assert.match(summary.reason, `Reasons: value ${summary.suppressed_count}`);
+  assert.is((await letters(`source_key = 'facility/QUIET'`)).length, 1, 'another source is not held back');
+  assert.is(sink.stats.deadLettersSuppressed, summary.suppressed_count);
+  assert.is(sink.stats.deadLetterSummaries, 1);
+  const unregister = registerMetrics(() => sink.metricSamples());
+  try {
+    const text = renderMetrics();
+    assert.match(text, `iot_ingest_dead_letters_suppressed_total ${summary.suppressed_count}`);
+    assert.match(text, `iot_ingest_dead_letters_by_class_total{class="value",outcome="suppressed"} ${summary.suppressed_count}`);
+    assert.match(text, `iot_ingest_dead_letters_by_class_total{class="value",outcome="written"} ${single.length + 1}`);
+    assert.is(text.split('\n').filter((l) => l === '# TYPE iot_ingest_dead_letters_by_class_total counter').length, 1, 'one family');
+  } finally {
+    unregister();
+  }
+});
+
+test('close() with the database down spills what it could not write; the next sink replays it and removes the file', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'iot-spill-'));
+  const target = new URL(db.url);
+  const proxy = new FlakyProxy(target.hostname, Number(target.port || 5432));
+  await proxy.up();
+  const pool = new Pool({ connectionString: urlThrough(db.url, proxy.port), max: 2 });
+  pool.on('error', () => undefined);
+  try {
+    const sink = new ReadingSink(pool, { batchSize: 500, maxWaitMs: 10, bufferMax: 100_000, spillDir: dir });
+    await proxy.down();
+    const t = now() - 7200_000;
+    sink.add(Array.from({ length: 3000 }, (_, i) => reading(0, { time: new Date(t + i) })));
+    sink.reject([{ source: 'MQTT', topic: 'facility/F1/spill', payload: 'spilled \u0000', reason: 'payload is not valid JSON: spilled' }]);
+    await within(15_000, sink.close({ deadlineMs: 500 }), 'closing with the database down');
+    assert.is(sink.stats.spilledReadings, 3000);
+    assert.is(sink.stats.spilledDeadLetters, 1);
+    const files = readdirSync(dir);
+    assert.is(files.length, 1);
+    assert.match(files[0], /^spill-.*\.ndjson$/);
+    await proxy.up();
+    const next = new ReadingSink(pool, { batchSize: 500, maxWaitMs: 10, bufferMax: 1000, spillDir: dir });
+    await within(20_000, next.replaySpills(), 'replaying');
+    await within(20_000, next.close(), 'storing the replayed readings');
+    assert.is(await count(`time >= '${new Date(t).toISOString()}' and time < '${new Date(t + 3000).toISOString()}'`), 3000);
+    assert.is((await letters(`reason = 'payload is not valid JSON: spilled'`))[0]?.payload, 'spilled \\u0000');
+    assert.equal(readdirSync(dir), [], 'the file is removed once all of it is stored');
+    assert.is(next.stats.replayedReadings, 3000);
+  } finally {
+    await pool.end();
+    await proxy.down();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+onTiers(test, [3], 'tiers 1-2: TimescaleDB makes chunks')('tier 3: a batch dated 2001, 2010 and now makes only the partitions its readings fall in', async () => {
+  const partitions = async () => (await db.pool.query(`select partition_name, from_time, to_time from iot_private.partition_bounds('sensor_readings')`)).rows;
+  const before = await partitions();
+  const sink = new ReadingSink(db.pool, { batchSize: 100, maxWaitMs: 10, bufferMax: 1000 });
+  const t = now();
+  sink.add([reading(0, { time: new Date('2001-03-04T05:06:07Z') }), reading(0, { time: new Date('2010-07-08T09:10:11Z') }),
+    reading(0, { time: new Date(t) })]);
+  await within(10_000, sink.close(), 'the batch');
+  const made = (await partitions()).filter((p) => !before.some((b) => b.partition_name === p.partition_name));
+  assert.equal(made.map((p) => p.partition_name).sort(), ['sensor_readings_p20010101_20020101', 'sensor_readings_p20100101_20110101']);
+  assert.is(await count(`time in ('2001-03-04T05:06:07Z', '2010-07-08T09:10:11Z', '${new Date(t).toISOString()}')`), 3);
+  // A reading 100 days old gets a month (clipped to its neighbours), one 10 days old its day.
+  const ensure = (at: number) => db.pool.query(`select iot_private.ensure_partitions_for('sensor_readings', array[$1::timestamptz]) as n`, [new Date(at)]);
+  assert.is((await ensure(Date.now() - 100 * 86_400_000)).rows[0].n, 1);
+  assert.is((await ensure(Date.now() - 100 * 86_400_000 + 3600_000)).rows[0].n, 0, 'the same partition holds the hour after');
+  assert.is((await ensure(Date.now() - 10 * 86_400_000)).rows[0].n, 1);
+  const ten = new Date(Date.now() - 10 * 86_400_000).toISOString().slice(0, 10).replace(/-/g, '');
+  assert.ok((await partitions()).some((p) => p.partition_name === `sensor_readings_p${ten}`), 'a day partition, named as before');
+  // The span function (the job that makes partitions ahead, benchmarks) stays within the same bound.
+  const span = await db.pool.query(`select iot_private.ensure_partitions('sensor_readings', '2003-01-01', '2005-06-01') as n`);
+  assert.is(span.rows[0].n, 3, 'a year each: 2003, 2004, 2005');
+});
+
+test('the dead_letters__prune job deletes dead letters older than the retention, none newer', async () => {
+  await db.pool.query(`insert into iot_private.ingest_dead_letters (received_at, source, reason)
+    select now() - make_interval(days => d), 'MQTT', 'prune test ' || d from generate_series(1, 40) d`);
+  const logs: string[] = [];
+  const helpers = { query: (text: string, values?: unknown[]) => db.pool.query(text, values), logger: { info: (m: string) => logs.push(m) } };
+  await pruneDeadLetters({ days: 30 }, helpers as never);
+  const left = await db.pool.query(`select count(*)::int as n, max(reason) from iot_private.ingest_dead_letters where reason like 'prune test %'`);
+  assert.is(left.rows[0].n, 29, 'days 1 to 29 are kept');
+  assert.match(logs.join('\n'), 'deleted 11 older than 30 days');
+  assert.match(crontab(0, 15, 30), /^23 \* \* \* \* dead_letters__prune \?max=1 \{"days":30\}$/m);
+});
+
 test('an empty flush and a close with nothing queued are harmless', async () => {
   const sink = new ReadingSink(db.pool, { batchSize: 10, maxWaitMs: 10, bufferMax: 100 });
   await sink.flush();
@@ -104,5 +373,61 @@ test('an empty flush and a close with nothing queued are harmless', async () => 
   assert.is(sink.stats.batches, 0);
   await waitFor(() => true);
 });
+
+/** A TCP proxy whose connections can be frozen: open, but nothing passes (a network that stops answering). */
+class FreezingProxy {
+  private server: Server | undefined;
+  private pairs = new Set<[Socket, Socket]>();
+  private frozen = false;
+  port = 0;
+
+  constructor(private readonly host: string, private readonly targetPort: number) {}
+
+  async up(): Promise<void> {
+    this.server = createServer((client) => {
+      const upstream = connect(this.targetPort, this.host);
+      const pair: [Socket, Socket] = [client, upstream];
+      this.pairs.add(pair);
+      client.pipe(upstream).pipe(client);
+      if (this.frozen) this.pause(pair);
+      const close = () => {
+        client.destroy();
+        upstream.destroy();
+        this.pairs.delete(pair);
+      };
+      client.on('error', close).on('close', close);
+      upstream.on('error', close).on('close', close);
+    });
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', () => resolve()));
+    this.port = (this.server.address() as { port: number }).port;
+  }
+
+  private pause([a, b]: [Socket, Socket]): void {
+    a.unpipe(b);
+    b.unpipe(a);
+  }
+
+  freeze(): void {
+    this.frozen = true;
+    for (const pair of this.pairs) this.pause(pair);
+  }
+
+  thaw(): void {
+    this.frozen = false;
+    for (const [a, b] of this.pairs) {
+      a.pipe(b);
+      b.pipe(a);
+    }
+  }
+
+  async down(): Promise<void> {
+    for (const [a, b] of this.pairs) {
+      a.destroy();
+      b.destroy();
+    }
+    this.pairs.clear();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+}
 
 test.run();

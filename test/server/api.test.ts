@@ -61,6 +61,14 @@ test('the registry is reachable with readable names, and the latest reading per 
   assert.is(temp.latestReading.readingValue, 65);
 });
 
+test('the README\'s registry query passes the default depth and cost limits', async () => {
+  const r = await gql(`{ workCenters(first: 100) { nodes { workCenterCode facility { facilityCode }
+      iotDevices(first: 50) { nodes { deviceCode deviceName lastHeartbeat
+        channels(first: 20) { nodes { sensorType unit latestReading { readingValue readingTimestamp } } } } } } } }`);
+  assert.not.ok(r.errors, JSON.stringify(r.errors));
+  assert.is(r.data.workCenters.nodes[0].iotDevices.nodes[0].channels.nodes.length, 3);
+});
+
 test('another tenant sees none of it; no token sees nothing at all', async () => {
   const r = await gql(`{ iotDevice(id: "${plant.deviceId}") { deviceCode } workCenters { totalCount } }`, {}, rivalToken);
   assert.is(r.data.iotDevice, null);
@@ -138,6 +146,20 @@ test('subscriptions deliver each stored batch of the own tenant only, within mil
   assert.equal(received.map((r) => r.tenant), ['own'], JSON.stringify(received));
   assert.equal(received[0].data.telemetryIngested, { tenantId: plant.tenantId, readingCount: 25, deviceCount: 1 });
   console.log(`  [api] batch stored to subscription event: ${received[0].at - sent} ms (includes the COPY)`);
+});
+
+test('the seed system\'s connectionParams { authToken } authenticate a WebSocket', async () => {
+  const c = createClient({ url: api.url.replace('http', 'ws') + '/graphql', webSocketImpl: WebSocket, connectionParams: { authToken: token } });
+  const got: any[] = [];
+  const stop = c.subscribe({ query: 'subscription { equipmentEventRaised { eventDescription } }' },
+    { next: (v) => got.push(v.data), error: (e) => got.push({ error: String(e) }), complete: () => undefined });
+  await new Promise((r) => setTimeout(r, 300));
+  await gql(`mutation($w: UUID!) { recordEquipmentEvent(input: { workCenterId: $w, eventType: "STARTUP", eventDescription: "via authToken" }) { equipmentEvent { id } } }`,
+    { w: plant.workCenterId });
+  await waitFor(() => got.length >= 1, 5000, 'the event');
+  stop();
+  await c.dispose();
+  assert.equal(got, [{ equipmentEventRaised: { eventDescription: 'via authToken' } }]);
 });
 
 test('a subscription without a tenant claim is refused with a clear message', async () => {

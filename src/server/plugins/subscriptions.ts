@@ -1,21 +1,27 @@
 // Live events for dashboards. Every event is a NOTIFY from the database (sql/110_ingest.sql,
-// sql/300_telemetry_api.sql); @graphile/pg-pubsub LISTENs on the topic verbatim. Topics carry the
-// tenant id from the verified JWT, so a subscriber only ever hears its own tenant.
+// sql/300_telemetry_api.sql); @graphile/pg-pubsub LISTENs on the topic verbatim. The topic is the
+// channel of the tenant named by the verified token (src/server/auth.ts), which carries that
+// tenant's random key (sql/060_notify_channels.sql): a subscriber only ever hears its own tenant,
+// and no SQL login can name another tenant's channel.
 import { embed, gql, makeExtendSchemaPlugin } from 'postgraphile';
+import type { Caller } from '../auth';
+import type { ChannelKind, NotifyChannels } from '../notify-channels';
 
 interface Context {
-  jwtClaims?: { tenant_id?: string } | null;
+  iotCaller?: Caller;
 }
 
-const tenantTopic = (prefix: string) => (_args: unknown, context: Context) => {
-  const tenant = context.jwtClaims?.tenant_id;
-  if (!tenant || !/^[0-9a-f-]{36}$/i.test(tenant)) {
-    throw new Error('subscriptions need a bearer token with a tenant_id claim');
-  }
-  return `${prefix}:${tenant.toLowerCase()}`;
+const tenantTopic = (channels: NotifyChannels, kind: ChannelKind) => async (_args: unknown, context: Context) => {
+  const tenant = context.iotCaller?.tenantId;
+  if (!tenant) throw new Error('subscriptions need a bearer token with a tenant_id claim');
+  return channels.channel(kind, tenant);
 };
 
-export const SubscriptionsPlugin = makeExtendSchemaPlugin(() => ({
+// A subscription outlives the request that opened it: once its token has expired, it hears nothing more.
+const tokenStillValid = (_payload: unknown, _args: unknown, context: Context) =>
+  context.iotCaller?.expiresAt === undefined || context.iotCaller.expiresAt > Date.now() / 1000;
+
+export const subscriptionsPlugin = (channels: NotifyChannels) => makeExtendSchemaPlugin(() => ({
   typeDefs: gql`
     """One stored batch of readings for the subscriber's tenant (one notice per batch, not per reading)."""
     type TelemetryBatch {
@@ -43,9 +49,9 @@ export const SubscriptionsPlugin = makeExtendSchemaPlugin(() => ({
 
     extend type Subscription {
       """Fires after each stored batch of readings of your tenant."""
-      telemetryIngested: TelemetryBatch @pgSubscription(topic: ${embed(tenantTopic('iot_readings'))})
+      telemetryIngested: TelemetryBatch @pgSubscription(topic: ${embed(tenantTopic(channels, 'iot_readings'))}, filter: ${embed(tokenStillValid)})
       """Fires for each new equipment event of your tenant."""
-      equipmentEventRaised: EquipmentEventNotice @pgSubscription(topic: ${embed(tenantTopic('iot_events'))})
+      equipmentEventRaised: EquipmentEventNotice @pgSubscription(topic: ${embed(tenantTopic(channels, 'iot_events'))}, filter: ${embed(tokenStillValid)})
     }
   `,
   resolvers: {
