@@ -132,16 +132,17 @@ begin
                 where x is not null
                   and to_regclass(format('iot_private.%I', table_name || '_p' || to_char(date_trunc(g, x, 'UTC') at time zone 'UTC', 'YYYYMMDD'))) is null);
   -- The rest: the earliest time no partition holds, until none is left (one partition may hold many).
-  loop
+  -- ensure_partition_at returns 0 when another session made the partition while this one waited for
+  -- its lock (two sink writers with readings of the same old day): look again, do not fail the batch.
+  for attempt in 1 .. 2 * coalesce(array_length(todo, 1), 0) + 2 loop
     select min(x) into t from unnest(todo) x
     where not exists (select 1 from iot_private.partition_bounds(table_name) b where x >= b.from_time and x < b.to_time);
-    exit when t is null;
-    if iot_private.ensure_partition_at(table_name, t) = 0 then
-      raise exception 'iot_private.ensure_partitions_for: no partition of % holds %', table_name, t;
+    if t is null then
+      return made;
     end if;
-    made := made + 1;
+    made := made + iot_private.ensure_partition_at(table_name, t);
   end loop;
-  return made;
+  raise exception 'iot_private.ensure_partitions_for: no partition of % holds %', table_name, t;
 end
 $$;
 

@@ -48,6 +48,29 @@ onTiers(test, [3], 'tiers 1-2 use TimescaleDB chunks, not partitions')('tier 3: 
   assert.ok(again.rows[0].n >= 2);
 });
 
+// Found by CI: two sink writers with readings of the same old day; the second waited for the first's
+// partition and then failed its whole batch with "no partition of sensor_readings holds ...".
+onTiers(test, [3], 'tiers 1-2 use TimescaleDB chunks, not partitions')('tier 3: two sessions needing the same new partition both succeed', async () => {
+  const day = new Date(Date.now() - 200 * 86400_000);
+  const [a, b] = [await db.pool.connect(), await db.pool.connect()];
+  try {
+    await a.query('begin');
+    await b.query('begin');
+    await a.query(`select iot_private.ensure_partitions_for('sensor_readings', array[$1::timestamptz])`, [day]);
+    const second = b.query(`select iot_private.ensure_partitions_for('sensor_readings', array[$1::timestamptz]) as made`, [day]);
+    await new Promise((r) => setTimeout(r, 300)); // b now waits for a's lock
+    await a.query('commit');
+    const made = (await second).rows[0].made;
+    assert.is(made, 0, 'the partition a made is used, not an error');
+    await b.query('commit');
+  } finally {
+    await a.query('rollback').catch(() => undefined);
+    await b.query('rollback').catch(() => undefined);
+    a.release();
+    b.release();
+  }
+});
+
 test('connection_config is validated per connection type with code IOT01 naming the field', async () => {
   const insert = (type: string, config: object) => db.pool.query(
     `insert into iot.iot_devices (tenant_id, work_center_id, device_code, connection_type, connection_config) values ($1, $2, $3, $4, $5)`,
