@@ -138,7 +138,7 @@ test('finding 1 (sink side): readings whose time cannot be written wedge nothing
     await waitFor(async () => (await stored(t0, t0 + 200_000)) === 20_000, 25_000, '20,000 readings after the bad ones');
   })(), 'storing 20,000 readings after the attack');
   assert.is((await deadLetters('reading refused before writing: timestamp Invalid Date is not a valid date-time')).length, 2);
-  assert.is((await deadLetters('reading refused before writing: timestamp %-271821-%')).length + (await deadLetters('%before the year 2000')).length >= 1, true);
+  assert.is((await deadLetters(`reading refused before writing: timestamp ${new Date(-8e15).toISOString()} is before the year 2000`)).length, 1);
   assert.is((await deadLetters('reading refused before writing: timestamp +275760-09-13T00:00:00.000Z is more than 300 s in the future')).length, 1);
   await waitFor(async () => (await deadLetters('the reading could not be written: trap: no time today')).length === 1, 5000, 'the trapped reading as a dead letter');
   assert.is(sink.stats.deadLetters - before.deadLetters, 5, 'the dead-letter counter moved by 5');
@@ -176,8 +176,9 @@ test('finding 2: 5,000 readings on 5,000 days since 2000 are stored in about a h
   const made = [...await storageUnits()].filter((u) => !units.has(u)).length;
   console.log(`  [hardening/durability] 5,000 readings on 5,000 days: ${made} new ${db.tier === 3 ? 'partitions' : 'chunks'}, ` +
     `another tenant waited ${slowest} ms at most`);
-  // 26 years, 2 years of months and 92 days at most (about 71 of those days hold a reading here).
-  assert.ok(made <= 27 + 25 + 93, `${made} new partitions/chunks`);
+  // A year each before the last two years, a month each in those, a day each in the last 92 days.
+  const years = new Date().getUTCFullYear() - 2000 + 1;
+  assert.ok(made <= years + 25 + 93, `${made} new partitions/chunks`);
   await goodReadingIsStored();
   await otherTenantAnswers();
 });
