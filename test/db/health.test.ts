@@ -111,6 +111,8 @@ test('stored once per instant; status bands, 7-day change and trend from the his
   const now = await one(`select overall_health_score from iot_private.equipment_health_scores where score_timestamp = $1`, [AT]);
   // A week ago it was 20 points better: trend RAPIDLY_DEGRADING.
   const weekAgo = new Date(AT.getTime() - 7 * 86400_000 - 3600_000);
+  // A week ago can be last month, whose monthly partition a database made this month does not have yet.
+  await db.pool.query(`select iot_private.ensure_partitions('equipment_health_scores', $1, $1)`, [weekAgo]);
   await db.pool.query(`insert into iot_private.equipment_health_scores (score_timestamp, tenant_id, work_center_id, overall_health_score, health_status)
     values ($1, $2, $3, $4, 'EXCELLENT')`, [weekAgo, plant.tenantId, plant.workCenterId, Math.min(100, Number(now.overall_health_score) + 20)]);
   const later = new Date(AT.getTime() + 60_000);
