@@ -9,7 +9,7 @@ import { MqttIngestor } from '../src/ingest/mqtt';
 import { RegistryCache } from '../src/ingest/registry';
 import { ReadingSink } from '../src/ingest/sink';
 import { setLogLevel } from '../src/lib/log';
-import { benchBroker, benchDatabase, fmt, handleArguments } from './support';
+import { benchBroker, benchDatabase, fmt, handleArguments, seedBenchPlant } from './support';
 
 handleArguments(`
 npm run bench:ingest: readings per second stored end to end (publisher process -> MQTT broker ->
@@ -21,26 +21,6 @@ Variables:
 
 const N = Number(process.env.BENCH_READINGS ?? 500_000);
 const PER_MESSAGE = Number(process.env.BENCH_READINGS_PER_MESSAGE ?? 20);
-
-async function seed(pool: Pool) {
-  const t = (await pool.query(`insert into iot.tenants (tenant_code, name) values ('bench', 'Bench') returning id`)).rows[0].id;
-  const f = (await pool.query(`insert into iot.facilities (tenant_id, facility_code, name) values ($1, 'B1', 'Bench') returning id`, [t])).rows[0].id;
-  const channels: { topic: string; deviceId: string }[] = [];
-  const ids: { tenantId: string; deviceId: string; sensorType: string }[] = [];
-  for (let w = 0; w < 10; w++) {
-    const wc = (await pool.query(`insert into iot.work_centers (tenant_id, facility_id, work_center_code, name, work_center_type) values ($1, $2, $3, $3, 'PRESS') returning id`, [t, f, `WC${w}`])).rows[0].id;
-    for (let d = 0; d < 10; d++) {
-      const code = `B1-WC${w}-D${d}`;
-      const dev = (await pool.query(`insert into iot.iot_devices (tenant_id, work_center_id, device_code) values ($1, $2, $3) returning id`, [t, wc, code])).rows[0].id;
-      for (const [s, u] of [['TEMPERATURE', '°F'], ['VIBRATION', 'mm/s'], ['PRESSURE', 'PSI']]) {
-        await pool.query(`insert into iot.device_channels (tenant_id, device_id, sensor_type, unit) values ($1, $2, $3, $4)`, [t, dev, s, u]);
-        channels.push({ topic: `facility/B1/workcenter/WC${w}/sensor/${s}`, deviceId: code });
-        ids.push({ tenantId: t, deviceId: dev, sensorType: s });
-      }
-    }
-  }
-  return { channels, ids };
-}
 
 async function copyCeiling(pool: Pool, ids: { tenantId: string; deviceId: string; sensorType: string }[], n: number): Promise<number> {
   // The same row shape straight into the same table with its indexes, in one COPY stream.
@@ -79,7 +59,7 @@ async function main() {
   const broker = await benchBroker();
   const pool = new Pool({ connectionString: db.url, max: 8 });
   try {
-    const { channels, ids } = await seed(pool);
+    const { channels, ids } = await seedBenchPlant(pool);
     const registry = new RegistryCache(pool);
     await registry.start();
     const sink = new ReadingSink(pool, { batchSize: 5000, maxWaitMs: 100, bufferMax: 200_000, writers: 2 });

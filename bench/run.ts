@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { handleArguments } from './support';
 
 handleArguments(`
-npm run bench: every benchmark, one after another (npm run bench:ingest, npm run bench:health;
+npm run bench: every benchmark, one after another (npm run bench:ingest, bench:health, bench:realtime;
 each takes --help for its own variables).`);
 
-for (const bench of ['ingest', 'health']) {
-  execFileSync(process.execPath, [join(__dirname, `${bench}.js`)], { stdio: 'inherit', env: process.env });
+for (const bench of ['ingest', 'health', 'realtime']) {
+  execFileSync(process.execPath, ['--expose-gc', join(__dirname, `${bench}.js`)], { stdio: 'inherit', env: process.env });
 }

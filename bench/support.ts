@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Client } from 'pg';
+import { Client, Pool } from 'pg';
 import { migrate } from '../src/lib/db/migrate';
 import { freePort } from '../src/lib/embedded/ports';
 import { startEmbeddedPostgres } from '../src/lib/embedded/postgres';
@@ -84,3 +84,31 @@ export async function benchBroker(): Promise<{ url: string; kind: string; stop()
 }
 
 export const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+
+export interface BenchChannel { topic: string; deviceId: string }
+export interface BenchChannelIds { tenantId: string; deviceId: string; sensorType: string }
+
+/** Tenant "bench", facility B1, 10 work centers of 10 devices with 3 channels each (300 channels). */
+export async function seedBenchPlant(pool: Pool) {
+  const t = (await pool.query(`insert into iot.tenants (tenant_code, name) values ('bench', 'Bench') returning id`)).rows[0].id;
+  const f = (await pool.query(`insert into iot.facilities (tenant_id, facility_code, name) values ($1, 'B1', 'Bench') returning id`, [t])).rows[0].id;
+  const channels: BenchChannel[] = [];
+  const ids: BenchChannelIds[] = [];
+  const workCenters: string[] = [];
+  const devices: { id: string; code: string }[] = [];
+  for (let w = 0; w < 10; w++) {
+    const wc = (await pool.query(`insert into iot.work_centers (tenant_id, facility_id, work_center_code, name, work_center_type) values ($1, $2, $3, $3, 'PRESS') returning id`, [t, f, `WC${w}`])).rows[0].id;
+    workCenters.push(wc);
+    for (let d = 0; d < 10; d++) {
+      const code = `B1-WC${w}-D${d}`;
+      const dev = (await pool.query(`insert into iot.iot_devices (tenant_id, work_center_id, device_code) values ($1, $2, $3) returning id`, [t, wc, code])).rows[0].id;
+      devices.push({ id: dev, code });
+      for (const [s, u] of [['TEMPERATURE', '°F'], ['VIBRATION', 'mm/s'], ['PRESSURE', 'PSI']]) {
+        await pool.query(`insert into iot.device_channels (tenant_id, device_id, sensor_type, unit) values ($1, $2, $3, $4)`, [t, dev, s, u]);
+        channels.push({ topic: `facility/B1/workcenter/WC${w}/sensor/${s}`, deviceId: code });
+        ids.push({ tenantId: t, deviceId: dev, sensorType: s });
+      }
+    }
+  }
+  return { tenantId: t as string, facilityId: f as string, workCenters, devices, channels, ids };
+}

@@ -52,6 +52,15 @@ const nodeIds = (): Pick<Spec<string[]>, 'expected' | 'parse'> => ({
   },
 });
 const text = (): Pick<Spec<string>, 'expected' | 'parse'> => ({ expected: 'text', parse: (raw) => raw });
+// Browser origins: '*' or a comma-separated list of scheme://host[:port] (no path).
+const originList = (): Pick<Spec<string[]>, 'expected' | 'parse'> => ({
+  expected: '* or comma-separated origins such as https://dash.plant.example,http://localhost:3000',
+  parse: (raw) => {
+    const list = raw.split(',').map((o) => o.trim()).filter(Boolean);
+    if (list.length === 1 && list[0] === '*') return list;
+    return list.every((o) => /^https?:\/\/[^/\s]+$/i.test(o)) ? list.map((o) => o.toLowerCase()) : undefined;
+  },
+});
 const path = (): Pick<Spec<string>, 'expected' | 'parse'> => ({
   expected: 'a URL path starting with /',
   parse: (raw) => (/^\/[\w\-./]*$/.test(raw) ? raw : undefined),
@@ -143,6 +152,29 @@ export const specs = {
     description: 'Run the demo plant (seed registry + simulator). auto: only with embedded PostgreSQL.' },
   SIM_INTERVAL_MS: { ...int(10, 3600000), default: '1000', description: 'How often each simulated sensor publishes.' },
   LOG_LEVEL: { ...oneOf('debug', 'info', 'warn', 'error'), default: 'info', description: 'Least important log level printed.' },
+  // Real time (issue 8): WebSocket and SSE subscribers
+  WS_ALLOWED_ORIGINS: { ...originList(), default: '',
+    description: 'Browser origins allowed to open a WebSocket or SSE stream, comma-separated (https://dash.plant.example), or * for any. Empty: only the API\'s own origin; clients that send no Origin (services, scripts) are always allowed.' },
+  WS_MAX_SOCKETS_PER_IP: { ...int(1, 1000000), default: '200', description: 'Open WebSocket/SSE connections one client address may hold; one more is refused (HTTP 429).' },
+  WS_MAX_SOCKETS_PER_USER: { ...int(1, 1000000), default: '50', description: 'Open WebSocket/SSE connections one token subject (sub, else role+tenant) may hold; one more is closed with 4429.' },
+  WS_MAX_SUBSCRIPTIONS_PER_SOCKET: { ...int(1, 10000), default: '50', description: 'Subscriptions one WebSocket may run at once; one more is answered with a GraphQL error.' },
+  WS_KEEPALIVE_MS: { ...int(1000, 600000), default: '15000', description: 'Interval of WebSocket pings; a client that misses two is disconnected.' },
+  WS_IDLE_TIMEOUT_MS: { ...int(1000, 86400000), default: '300000', description: 'A WebSocket without any subscription for this long is closed (4408).' },
+  WS_CONNECTION_INIT_TIMEOUT_MS: { ...int(100, 600000), default: '10000', description: 'Time a new WebSocket has to send connection_init with its token (4408 after).' },
+  LIVE_READING_INTERVAL_MS: { ...int(100, 3600000), default: '1000',
+    description: 'sensorReadingUpdated fires at most once per device per interval (the latest value of each sensor and a count), so NOTIFY is not flooded at high ingest rates. Applied at migrate.' },
+  // Alert routing (issue 8): rules are rows of iot.alert_routing_rules; these say how to reach the outside
+  SMTP_URL: { ...url('smtp:', 'smtps:'), default: undefined,
+    description: 'SMTP server for alert e-mail, e.g. smtp://user:pass@mail.plant.example:587 (smtps: for implicit TLS). Unset: e-mail deliveries wait, counted, until it is set.' },
+  ALERT_EMAIL_FROM: { ...text(), default: 'plant-telemetry@localhost', description: 'From address of alert e-mail.' },
+  ALERT_SMS_WEBHOOK_URL: { ...url('http:', 'https:'), default: undefined,
+    description: 'HTTP endpoint of the SMS gateway: each SMS is a JSON POST {to, text, alertId}. Unset: SMS deliveries wait, counted, until it is set.' },
+  ALERT_WEBHOOK_TIMEOUT_MS: { ...int(100, 120000), default: '10000', description: 'Longest an alert webhook or SMS gateway call may take before it counts as failed and is retried.' },
+  ALERT_DELIVERY_MAX_ATTEMPTS: { ...int(1, 100), default: '10', description: 'Attempts per alert delivery (exponential backoff between them) before it is marked FAILED.' },
+  // Monitoring (issue 8)
+  PERF_LOG_FLUSH_MS: { ...int(100, 3600000), default: '10000', description: 'The performance logs (api_performance_log, query_performance_log, system_resource_metrics) are written every this many ms or every PERF_LOG_FLUSH_ROWS rows.' },
+  PERF_LOG_FLUSH_ROWS: { ...int(1, 100000), default: '100', description: 'Rows buffered before the performance logs are written.' },
+  API_SLOW_QUERY_MS: { ...int(0, 3600000), default: '500', description: 'GraphQL operations slower than this are also written to query_performance_log.' },
 } satisfies Record<string, Spec<unknown>>;
 
 type Specs = typeof specs;
