@@ -14,7 +14,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import mqtt, { MqttClient } from 'mqtt';
 import { Client } from 'pg';
-import type { IntrospectionQuery } from 'graphql';
+import { buildClientSchema, getOperationAST, parse, validate, type IntrospectionQuery } from 'graphql';
+import { createClient } from 'graphql-ws';
+import WebSocket from 'ws';
 import { MqttIngestor } from '../../src/ingest/mqtt';
 import { RegistryCache } from '../../src/ingest/registry';
 import { ReadingSink } from '../../src/ingest/sink';
@@ -260,12 +262,83 @@ check('graphql: every contract type exists with every listed field; numbers clie
   noProblems('contract types and fields', problems);
 });
 
-// The subscriptions and the two subscription documents are the next issue's work (issue 6 leaves
-// their names free): registered as skips, so they count as skipped, not passed.
-if (loaded.contract) {
-  console.log('  [contract] graphql.subscription and graphql.documents are skipped: GraphQL subscriptions are the next issue\'s work');
-  for (const name of Object.keys(contract.graphql.subscription)) test.skip(`graphql subscription ${name} (next issue)`, () => undefined);
-  for (const doc of contract.graphql.documents) test.skip(`graphql document ${doc.slice(0, doc.indexOf('(')) || doc} (next issue)`, () => undefined);
+// The seed's subscriptions (issue 8): each name with the contract's argument names and types and
+// return type; each document valid against the generated schema and run unchanged from a graphql-ws
+// client that authenticates as the seed's front end does (connectionParams { authToken, tenantId }),
+// receiving its event after the write that causes it.
+for (const [name, spec] of Object.entries(loaded.contract ? contract.graphql.subscription : {})) {
+  const shown = Object.entries(spec.args).map(([a, t]) => `${a}: ${t}`).join(', ');
+  check(`graphql subscription ${name}(${shown}): ${spec.returns}`, async () => {
+    const field = rootFields(await schema(), 'subscription').find((f) => f.name === name);
+    if (!field) return noProblems('contract subscriptions', [`Subscription.${name} is missing`]);
+    const problems: string[] = [];
+    const args = new Map(field.args.map((a) => [a.name, unwrap(a.type).shown]));
+    for (const [arg, type] of Object.entries(spec.args)) {
+      if (!args.has(arg)) problems.push(`Subscription.${name} lacks argument ${arg}: ${type}`);
+      else if (args.get(arg) !== type) problems.push(`Subscription.${name}(${arg}) is ${args.get(arg)}, not ${type}`);
+    }
+    const extraRequired = field.args.filter((a) => !(a.name in spec.args) && a.type.kind === 'NON_NULL').map((a) => a.name);
+    if (extraRequired.length) problems.push(`Subscription.${name} requires arguments the seed's clients do not send: ${extraRequired.join(', ')}`);
+    if (unwrap(field.type).shown !== spec.returns) problems.push(`Subscription.${name} returns ${unwrap(field.type).shown}, not ${spec.returns}`);
+    noProblems('contract subscriptions', problems);
+  });
+}
+
+/** The write that causes each document's event, and the variables the document is run with. */
+const DOCUMENT_CAUSES: Record<string, (p: ContractPlant) => { variables: Record<string, unknown>; cause: () => Promise<string> }> = {
+  equipmentHealthScoreUpdated: (p) => ({
+    variables: { workCenterId: p.workCenters['PRESS-A'] },
+    // A health-score run through the API, as the health job's mutation does it; returns the new score's id.
+    cause: async () => {
+      const a = await api();
+      const r = await a.gql(`mutation($w: UUID!) { calculateEquipmentHealthScore(input: { workCenterId: $w }) { equipmentHealthScore { id } } }`,
+        { w: p.workCenters['PRESS-A'] }, a.token('iot_operator', p.tenantId));
+      if (r.errors) throw new Error(JSON.stringify(r.errors));
+      return r.data.calculateEquipmentHealthScore.equipmentHealthScore.id;
+    },
+  }),
+  criticalAlertTriggered: (p) => ({
+    variables: { tenantId: p.tenantId },
+    cause: async () => (await (await database()).pool.query(
+      `insert into iot.predictive_maintenance_alerts (tenant_id, work_center_id, alert_type, predicted_failure_mode, severity, urgency,
+         failure_probability, description, alert_reason, time_to_failure_hours, recommended_action)
+       values ($1, $2, 'FAILURE_PREDICTION', 'CONTRACT_CHECK_${run}', 'CRITICAL', 'IMMEDIATE', 0.9, 'contract check', 'HEALTH_DEGRADATION', 12,
+               'Stop the press') returning id`, [p.tenantId, p.workCenters['PRESS-B']])).rows[0].id,
+  }),
+};
+
+for (const doc of loaded.contract ? contract.graphql.documents : []) {
+  check(`graphql document ${doc.slice(0, doc.indexOf('(')) || doc}: valid, and run unchanged over graphql-ws it receives its event`, async () => {
+    const errors = validate(buildClientSchema(await schema()), parse(doc));
+    if (errors.length) return noProblems('contract document', errors.map((e) => e.message));
+    const operation = getOperationAST(parse(doc));
+    const root = operation?.selectionSet.selections[0];
+    const rootName = root && root.kind === 'Field' ? root.name.value : '?';
+    const how = DOCUMENT_CAUSES[rootName];
+    if (!how) return noProblems('contract document', [`no write known here that causes ${rootName} (add it to DOCUMENT_CAUSES)`]);
+    const p = await plant();
+    const a = await api();
+    const { variables, cause } = how(p);
+    const client = createClient({ url: a.url.replace('http', 'ws') + '/graphql', webSocketImpl: WebSocket, retryAttempts: 0,
+      connectionParams: { authToken: a.token('iot_operator', p.tenantId), tenantId: p.tenantId } });
+    const got: any[] = [];
+    const stop = client.subscribe({ query: doc, variables }, {
+      next: (v) => got.push(v), error: (e) => got.push({ errors: [e] }), complete: () => undefined,
+    });
+    try {
+      await sleep(500); // the subscription's LISTEN
+      const id = await cause();
+      await waitFor(() => got.length > 0, 5000, `the ${rootName} event`);
+      assert.not.ok(got[0].errors, JSON.stringify(got[0].errors));
+      const event = got[0].data[rootName];
+      assert.is(event.id, id, 'the event of the causing write');
+      const wanted = root && root.kind === 'Field' ? root.selectionSet!.selections.map((s) => (s.kind === 'Field' ? s.name.value : '')) : [];
+      assert.equal(Object.keys(event).sort(), wanted.sort(), 'the payload is the object with the document\'s field names');
+    } finally {
+      stop();
+      await client.dispose();
+    }
+  });
 }
 
 // env --------------------------------------------------------------------------------------------------

@@ -1,63 +1,96 @@
-// Live events for dashboards. Every event is a NOTIFY from the database (sql/110_ingest.sql,
-// sql/300_telemetry_api.sql); @graphile/pg-pubsub LISTENs on the topic verbatim. The topic is the
-// channel of the tenant named by the verified token (src/server/auth.ts), which carries that
-// tenant's random key (sql/060_notify_channels.sql): a subscriber only ever hears its own tenant,
-// and no SQL login can name another tenant's channel.
-import { embed, gql, makeExtendSchemaPlugin } from 'postgraphile';
+// Live events for dashboards: the seed's subscriptions (contract graphql.subscription) and the
+// project's own two. Every event is a NOTIFY from the database (sql/600_live_events.sql,
+// sql/110_ingest.sql, sql/300_telemetry_api.sql), never published from TypeScript.
+//  - Tenancy: a subscriber LISTENs only on its own tenant's channel, whose name carries that
+//    tenant's random key (notify-channels.ts); the tenant is the verified token's (auth.ts).
+//  - Arguments: checked once at subscribe (live/arguments.ts): another tenant's or an unknown id is
+//    refused with IOT04, never an empty stream. Then events are filtered in process by the
+//    payload's routing keys: no query per event.
+//  - Cost: one LISTEN per channel per instance shared by all subscribers (live/topics.ts); payloads
+//    come in the NOTIFY, outbox payloads are fetched once per id per instance (live/outbox.ts); a
+//    notice is mapped to GraphQL objects once for all its subscribers (perNotice below).
+//  - Payloads are served without SQL, so fields that need SQL are refused at subscribe (live/selection.ts).
+import type { Build } from 'graphile-build';
+import type { GraphQLResolveInfo } from 'graphql';
+import { makeExtendSchemaPlugin } from 'postgraphile';
 import type { Caller } from '../auth';
-import type { ChannelKind, NotifyChannels } from '../notify-channels';
+import type { NotifyChannels, OwnerQuery } from '../notify-channels';
+import { checkArgument, subscriptionError } from './live/arguments';
+import { liveFields, ROW_TYPES, type Args, type LiveField, type RowTypeName } from './live/fields';
+import { outboxFetcher } from './live/outbox';
+import { rowShape, type RowShape } from './live/payloads';
+import { refuseUnservableFields } from './live/selection';
+import { liveHub, type LiveHub, type Notice, type PubSubLike } from './live/topics';
+import { typeDefs } from './live/type-defs';
+
+export interface SubscriptionDeps {
+  channels: NotifyChannels;
+  /** Runs as the API's owner login: the argument checks and outbox fetches filter by tenant themselves. */
+  query: OwnerQuery;
+}
 
 interface Context {
   iotCaller?: Caller;
 }
 
-const tenantTopic = (channels: NotifyChannels, kind: ChannelKind) => async (_args: unknown, context: Context) => {
-  const tenant = context.iotCaller?.tenantId;
-  if (!tenant) throw new Error('subscriptions need a bearer token with a tenant_id claim');
-  return channels.channel(kind, tenant);
+/** Memoises a notice's payloads, so 10,000 subscribers of one event cost one mapping. */
+function perNotice(payloads: (n: Notice) => unknown[]) {
+  const memo = new WeakMap<Notice, unknown[]>();
+  return (n: Notice) => {
+    let found = memo.get(n);
+    if (!found) {
+      found = payloads(n);
+      memo.set(n, found);
+    }
+    return found;
+  };
+}
+
+function subscribeFor(name: string, field: LiveField, deps: SubscriptionDeps, hub: LiveHub, servable: (t: string) => ReadonlySet<string> | undefined) {
+  const payloads = perNotice(field.payloads);
+  return async (_parent: unknown, rawArgs: Record<string, unknown>, context: Context, info: GraphQLResolveInfo) => {
+    const caller = context.iotCaller;
+    if (!caller?.tenantId) throw subscriptionError('subscriptions need a bearer token with a tenant_id claim', 'IOT12');
+    if (caller.expiresAt !== undefined && caller.expiresAt <= Date.now() / 1000) throw subscriptionError('token refused: jwt expired', 'IOT12');
+    refuseUnservableFields(info, servable);
+    const args: Args = {};
+    for (const [arg, spec] of Object.entries(field.args ?? {})) {
+      const value = rawArgs[arg];
+      if (value === undefined || value === null) {
+        if (spec.optional) continue;
+        throw subscriptionError(`${arg} is required`, '22023');
+      }
+      args[arg] = await checkArgument(deps.query, caller.tenantId, arg, value, spec.kind);
+    }
+    const channel = await deps.channels.channel(field.kind, caller.tenantId);
+    const wants = field.wants;
+    return hub.subscribe(channel, (n) => (!wants || wants(n, args) ? payloads(n) : undefined), {
+      label: name,
+      endsAt: caller.expiresAt === undefined ? undefined : caller.expiresAt * 1000,
+    });
+  };
+}
+
+
+/**
+ * The subscriptions plugin. `deps` may also be the NotifyChannels alone (their owner query is then
+ * used), which is how app.ts called it before the live events.
+ */
+export const subscriptionsPlugin = (deps: SubscriptionDeps | NotifyChannels) => {
+  const resolved: SubscriptionDeps = 'channels' in deps ? deps : { channels: deps, query: deps.query };
+  return makeExtendSchemaPlugin((build: Build, options) => {
+    const pubsub = (options as { pubsub?: PubSubLike }).pubsub;
+    const shapes = Object.fromEntries(Object.entries(ROW_TYPES).map(([type, rel]) => [type, rowShape(build, rel)])) as Record<RowTypeName, RowShape>;
+    const servable = (typeName: string) => (typeName in shapes ? shapes[typeName as RowTypeName].servable : undefined);
+    const fields = liveFields(shapes);
+    const Subscription: Record<string, { subscribe: ReturnType<typeof subscribeFor>; resolve: (event: unknown) => unknown }> = {};
+    if (pubsub) {
+      const hub = liveHub(pubsub, outboxFetcher(resolved.query));
+      for (const [name, field] of Object.entries(fields)) {
+        Subscription[name] = { subscribe: subscribeFor(name, field, resolved, hub, servable), resolve: (event: unknown) => event };
+      }
+    }
+    // Without pubsub (no subscriptions) the fields exist but have no subscribe: PostGraphile refuses them.
+    return { typeDefs, resolvers: { Subscription } };
+  });
 };
-
-// A subscription outlives the request that opened it: once its token has expired, it hears nothing more.
-const tokenStillValid = (_payload: unknown, _args: unknown, context: Context) =>
-  context.iotCaller?.expiresAt === undefined || context.iotCaller.expiresAt > Date.now() / 1000;
-
-export const subscriptionsPlugin = (channels: NotifyChannels) => makeExtendSchemaPlugin(() => ({
-  typeDefs: gql`
-    """One stored batch of readings for the subscriber's tenant (one notice per batch, not per reading)."""
-    type TelemetryBatch {
-      tenantId: UUID!
-      readingCount: Int!
-      deviceCount: Int!
-      firstTime: Datetime
-      lastTime: Datetime
-    }
-
-    """A newly raised equipment event."""
-    type EquipmentEventNotice {
-      id: UUID!
-      eventTimestamp: Datetime!
-      tenantId: UUID!
-      workCenterId: UUID!
-      iotDeviceId: UUID
-      sensorType: String
-      eventType: String!
-      eventCode: String
-      severity: String!
-      eventDescription: String!
-      productionRunId: UUID
-    }
-
-    extend type Subscription {
-      """Fires after each stored batch of readings of your tenant."""
-      telemetryIngested: TelemetryBatch @pgSubscription(topic: ${embed(tenantTopic(channels, 'iot_readings'))}, filter: ${embed(tokenStillValid)})
-      """Fires for each new equipment event of your tenant."""
-      equipmentEventRaised: EquipmentEventNotice @pgSubscription(topic: ${embed(tenantTopic(channels, 'iot_events'))}, filter: ${embed(tokenStillValid)})
-    }
-  `,
-  resolvers: {
-    Subscription: {
-      telemetryIngested: (event: unknown) => event,
-      equipmentEventRaised: (event: unknown) => event,
-    },
-  },
-}));
