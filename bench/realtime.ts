@@ -93,8 +93,8 @@ async function main() {
     const interval = (await pool.query(`select value from iot_private.settings where key = 'live_reading_interval_ms'`)).rows[0]?.value ?? '1000';
     const api = await startApi({
       pool, host: '127.0.0.1', port: 0, jwtSecret: SECRET, graphiql: false, websockets: true, graphqlPath: '/graphql', maxPageSize: 1000,
-      ws: { maxSocketsPerIp: 100_000, maxSocketsPerUser: 100_000, maxSubscriptionsPerSocket: 10 },
-    } as Parameters<typeof startApi>[0]);
+      wsMaxSocketsPerIp: 100_000, wsMaxSocketsPerUser: 100_000, wsMaxSubscriptionsPerSocket: 10,
+    });
     const wsUrl = api.url.replace(/^http/, 'ws') + '/graphql';
     const token = (subject: string) => signToken(SECRET, { role: 'iot_operator', tenantId: plant.tenantId, subject });
 

@@ -136,7 +136,7 @@ program.command('start')
       const api = await startApi({
         pool, host: c.HOST, port: c.PORT, jwtSecret: secret, graphiql: c.GRAPHIQL_ENABLED,
         websockets: c.GRAPHQL_WS_ENABLED, graphqlPath: c.GRAPHQL_WS_PATH, maxPageSize: c.API_MAX_PAGE_SIZE,
-        ...apiLimitsFromConfig(c),
+        ...apiLimitsFromConfig(c), component: 'all',
       });
       life.add('API', () => api.close());
       if (demo) {

@@ -175,7 +175,7 @@ test('finding 12: only the API\'s own roles may be claimed; role postgres and fr
   const ws = createClient({ url: api.url.replace('http', 'ws') + '/graphql', webSocketImpl: WebSocket, retryAttempts: 0,
     connectionParams: { authorization: `Bearer ${forge({ role: 'postgres', tenant_id: alpha.tenantId }, hour)}` } });
   const outcome = await new Promise<string>((resolve) => ws.subscribe({ query: 'subscription { equipmentEventRaised { eventDescription } }' },
-    { next: (v) => resolve(`event ${JSON.stringify(v)}`), error: (e) => resolve(`error ${JSON.stringify(e)} ${String(e)}`), complete: () => resolve('complete') }));
+    { next: (v) => resolve(`event ${JSON.stringify(v)}`), error: (e) => resolve(`error ${(e as any).code} ${(e as any).reason} ${JSON.stringify(e)}`), complete: () => resolve('complete') }));
   await ws.dispose();
   assert.match(outcome, /not an API role/);
   await alive();

@@ -3,7 +3,7 @@
 import { getIntrospectionQuery, IntrospectionField, IntrospectionQuery, IntrospectionType, IntrospectionTypeRef } from 'graphql';
 import { ClosablePool, createPool } from '../../src/lib/db/pool';
 import { signToken } from '../../src/lib/secrets';
-import { ApiServer, startApi } from '../../src/server/app';
+import { ApiOptions, ApiServer, startApi } from '../../src/server/app';
 
 export interface GqlResult {
   data?: any;
@@ -12,18 +12,25 @@ export interface GqlResult {
 
 export interface TestApi {
   url: string;
+  /** ws://host:port/graphql */
+  wsUrl: string;
+  /** The running server (realtime counts, the http.Server). */
+  api: ApiServer;
   token(role: 'iot_operator' | 'iot_analyst', tenantId: string, subject?: string): string;
   gql(query: string, variables?: Record<string, unknown>, bearer?: string | null): Promise<GqlResult>;
   introspect(bearer?: string | null): Promise<IntrospectionQuery>;
   close(): Promise<void>;
 }
 
-export async function startTestApi(databaseUrl: string, secret = 'test-secret-for-contract-suite'): Promise<TestApi> {
-  const pool: ClosablePool = createPool(databaseUrl, 4, 'test-api');
+/** options: any of startApi's (realtime limits, timers...); poolName names the pool's sessions (application_name). */
+export async function startTestApi(databaseUrl: string, secret = 'test-secret-for-contract-suite',
+  options: Partial<ApiOptions> & { poolName?: string } = {}): Promise<TestApi> {
+  const { poolName = 'test-api', ...apiOptions } = options;
+  const pool: ClosablePool = createPool(databaseUrl, 4, poolName);
   let api: ApiServer;
   try {
     api = await startApi({ pool, host: '127.0.0.1', port: 0, jwtSecret: secret, graphiql: false, websockets: true,
-      graphqlPath: '/graphql', maxPageSize: 100 });
+      graphqlPath: '/graphql', maxPageSize: 100, ...apiOptions });
   } catch (error) {
     await pool.close();
     throw error;
@@ -38,6 +45,8 @@ export async function startTestApi(databaseUrl: string, secret = 'test-secret-fo
   };
   return {
     url: api.url,
+    wsUrl: api.url.replace(/^http/, 'ws') + (apiOptions.wsPath ?? apiOptions.graphqlPath ?? '/graphql'),
+    api,
     token: (role, tenantId, subject = 'contract-test') => signToken(secret, { role, tenantId, subject }),
     gql,
     async introspect(bearer = null) {
@@ -84,4 +93,73 @@ export function rowTypeOf(schema: IntrospectionQuery, field: IntrospectionField)
   const named = unwrap(field.type).name;
   const nodes = fieldsOf(types.get(named)).find((f) => f.name === 'nodes');
   return nodes ? unwrap(nodes.type).name : named;
+}
+
+// Realtime helpers ------------------------------------------------------------------------------
+
+/** The subscription that carries a new equipment event of a work center: the seed's name when the schema has it. */
+export async function equipmentEventSubscription(api: TestApi, bearer: string, workCenterId: string):
+  Promise<{ query: string; variables: Record<string, unknown>; field: string }> {
+  const fields = rootFields(await api.introspect(bearer), 'subscription');
+  const seed = fields.find((f) => f.name === 'equipmentEventTriggered');
+  if (seed) {
+    const arg = seed.args.find((a) => a.name === 'workCenterId');
+    return { field: seed.name, variables: { w: workCenterId },
+      query: `subscription($w: ${arg ? unwrap(arg.type).shown : 'ID!'}) { equipmentEventTriggered(workCenterId: $w) { id eventDescription workCenterId } }` };
+  }
+  return { field: 'equipmentEventRaised', variables: {}, query: 'subscription { equipmentEventRaised { id eventDescription workCenterId } }' };
+}
+
+/** Records an equipment event through the API (the write a subscriber should hear of). */
+export async function recordEvent(api: TestApi, bearer: string, workCenterId: string, description: string): Promise<string> {
+  const r = await api.gql(`mutation($w: UUID!, $d: String!) { recordEquipmentEvent(input: { workCenterId: $w, eventType: "MAINTENANCE_REQUIRED",
+    eventDescription: $d, severity: "WARNING" }) { equipmentEvent { id } } }`, { w: workCenterId, d: description }, bearer);
+  if (r.errors?.length) throw new Error(`recordEquipmentEvent failed: ${JSON.stringify(r.errors)}`);
+  return r.data.recordEquipmentEvent.equipmentEvent.id;
+}
+
+export interface SseReader {
+  status: number;
+  headers: Headers;
+  /** Frames received so far: { event, data } (comments as event ':'). */
+  frames: { event: string; data: any }[];
+  ended: Promise<void>;
+  body?: any;
+  close(): void;
+}
+
+/** Opens an SSE stream with fetch and parses its frames as they come. */
+export async function readSse(url: string, headers: Record<string, string> = {}): Promise<SseReader> {
+  const abort = new AbortController();
+  const res = await fetch(url, { headers: { accept: 'text/event-stream', ...headers }, signal: abort.signal });
+  const reader: SseReader = { status: res.status, headers: res.headers, frames: [], ended: Promise.resolve(), close: () => abort.abort() };
+  if (!res.headers.get('content-type')?.startsWith('text/event-stream')) {
+    reader.body = await res.json().catch(() => undefined);
+    return reader;
+  }
+  reader.ended = (async () => {
+    const decoder = new TextDecoder();
+    let buffer = '';
+    try {
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        buffer += decoder.decode(chunk, { stream: true });
+        let cut: number;
+        while ((cut = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          let event = 'message';
+          const data: string[] = [];
+          for (const line of block.split('\n')) {
+            if (line.startsWith(':')) reader.frames.push({ event: ':', data: line.slice(1).trim() });
+            else if (line.startsWith('event: ')) event = line.slice(7);
+            else if (line.startsWith('data: ')) data.push(line.slice(6));
+          }
+          if (data.length) reader.frames.push({ event, data: JSON.parse(data.join('\n')) });
+        }
+      }
+    } catch (error) {
+      if ((error as Error).name !== 'AbortError') throw error;
+    }
+  })();
+  return reader;
 }

@@ -1,0 +1,252 @@
+// GraphQL subscriptions over WebSocket (graphql-ws protocol) on our own upgrade handler, so every
+// socket is checked before and while it lives (issue 8, part 4):
+//   at the upgrade: path, Origin (403), sockets per address (429);
+//   at connection_init: the token (4401), connectionParams.tenantId (4403), sockets per user (4429);
+//   at subscribe: subscriptions per socket, only subscriptions, the HTTP validation rules;
+//   while open: token expiry (4401), idle without a subscription (4408), keep-alive pings.
+// Subscriptions resolve from NOTIFY payloads (@graphile/pg-pubsub); the context is the verified
+// caller only, no database connection is held per socket.
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { GraphQLSchema } from 'graphql';
+import { useServer } from 'graphql-ws/lib/use/ws';
+import { WebSocket, WebSocketServer } from 'ws';
+import type { Caller, TokenRules } from '../auth';
+import type { QueryLimits } from '../limits';
+import { authenticateSocket } from './authenticate';
+import { CLOSE, closeReason } from './close-codes';
+import { type ConnectionLimits, userKey } from './connection-limits';
+import { refuseUpgrade } from './http-refusal';
+import { formatErrors, prepareSubscription, realtimeError } from './operation';
+import { checkOrigin } from './origin';
+import { refusal } from './refusals';
+import { shareExecution, sharedSubscribe } from './shared-execute';
+import { wsConnections, wsMessagesSent, wsSubscriptions } from './ws-metrics';
+
+export interface WsSettings {
+  path: string;
+  allowedOrigins: readonly string[];
+  maxSubscriptionsPerSocket: number;
+  keepaliveMs: number;
+  idleTimeoutMs: number;
+  connectionInitTimeoutMs: number;
+}
+
+export interface RealtimeDeps {
+  getSchema(): Promise<GraphQLSchema>;
+  tokens: TokenRules;
+  limits: QueryLimits;
+  connections: ConnectionLimits;
+}
+
+interface SocketState {
+  ip: string;
+  openedAt: number;
+  releaseIp: () => void;
+  releaseUser?: () => void;
+  initReceived: boolean;
+  caller?: Caller;
+  /** Accepted subscriptions: id -> root field names (gauge labels). */
+  subs: Map<string, string[]>;
+  idleSince: number;
+  missedPongs: number;
+  closing: boolean;
+}
+
+export interface WsServer {
+  /** Open sockets (for tests and the log at shutdown). */
+  count(): number;
+  close(): Promise<void>;
+}
+
+
+export function attachWsServer(server: Server, settings: WsSettings, deps: RealtimeDeps): WsServer {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
+  const states = new Map<WebSocket, SocketState>();
+  let stopping = false;
+
+  const closeWith = (ws: WebSocket, code: number, reason: string) => {
+    const state = states.get(ws);
+    if (state) state.closing = true;
+    if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close(code, closeReason(reason));
+  };
+  const fieldsOf = (state: SocketState) => ({ from: state.ip, tenant: state.caller?.tenantId, sub: state.caller?.subject });
+
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => socket.destroy()); // a client resetting mid-handshake must not crash the API
+    const ip = req.socket.remoteAddress ?? 'unknown';
+    const pathname = new URL(req.url ?? '/', 'http://localhost').pathname;
+    if (pathname !== settings.path) {
+      refusal('bad_path', { from: ip, path: pathname });
+      return refuseUpgrade(socket, 404, `no WebSocket endpoint at ${pathname}; GraphQL subscriptions are at ${settings.path}`);
+    }
+    if (stopping) {
+      refusal('shutting_down', { from: ip });
+      return refuseUpgrade(socket, 503, 'the API is shutting down; reconnect shortly');
+    }
+    const origin = checkOrigin(req, settings.allowedOrigins);
+    if (!origin.allowed) {
+      refusal('origin', { from: ip, origin: origin.origin });
+      return refuseUpgrade(socket, 403, origin.why);
+    }
+    const releaseIp = deps.connections.perIp.take(ip);
+    if (!releaseIp) {
+      refusal('per_ip_limit', { from: ip, limit: deps.connections.settings.maxPerIp });
+      return refuseUpgrade(socket, 429, `too many open connections from ${ip} (WS_MAX_SOCKETS_PER_IP ${deps.connections.settings.maxPerIp})`);
+    }
+    let upgraded = false;
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      upgraded = true;
+      const now = Date.now();
+      states.set(ws, { ip, openedAt: now, releaseIp, initReceived: false, subs: new Map(), idleSince: now, missedPongs: 0, closing: false });
+      wss.emit('connection', ws, req);
+    });
+    if (!upgraded) releaseIp(); // ws answered the handshake itself (400: not a WebSocket request)
+  };
+  server.on('upgrade', onUpgrade);
+
+  // Registered before useServer's listener, so our close handler runs first (gauges, limits).
+  wss.on('connection', (ws) => {
+    const state = states.get(ws)!;
+    ws.on('pong', () => { state.missedPongs = 0; });
+    ws.once('close', () => {
+      states.delete(ws);
+      state.releaseIp();
+      state.releaseUser?.();
+      if (state.caller) wsConnections.dec({ tenant: state.caller.tenantId ?? '', transport: 'websocket' });
+      for (const fields of state.subs.values()) for (const f of fields) wsSubscriptions.dec({ tenant: state.caller?.tenantId ?? '', subscription: f });
+      state.subs.clear();
+    });
+  });
+
+  const graphqlWs = useServer({
+    connectionInitWaitTimeout: 0, // ours, with a reason that says what to send (sweep below)
+    subscribe: sharedSubscribe,
+    onConnect: (ctx) => {
+      const ws = ctx.extra.socket;
+      const state = states.get(ws);
+      if (!state) return false;
+      state.initReceived = true;
+      const auth = authenticateSocket(ctx.connectionParams, ctx.extra.request, deps.tokens);
+      if (!auth.ok) {
+        refusal(auth.reason, { ...fieldsOf(state), why: auth.message });
+        closeWith(ws, auth.code, auth.message);
+        return false;
+      }
+      const releaseUser = deps.connections.perUser.take(userKey(auth.caller));
+      if (!releaseUser) {
+        refusal('per_user_limit', { from: state.ip, tenant: auth.caller.tenantId, sub: auth.caller.subject, limit: deps.connections.settings.maxPerUser });
+        closeWith(ws, CLOSE.tooMany, `too many connections for this user (WS_MAX_SOCKETS_PER_USER ${deps.connections.settings.maxPerUser})`);
+        return false;
+      }
+      state.caller = auth.caller;
+      state.releaseUser = releaseUser;
+      state.idleSince = Date.now();
+      wsConnections.inc({ tenant: auth.caller.tenantId ?? '', transport: 'websocket' });
+      return true;
+    },
+    onSubscribe: async (ctx, message) => {
+      const state = states.get(ctx.extra.socket);
+      const caller = state?.caller;
+      if (!state || !caller) return [realtimeError('the connection is closing', 'IOT12')];
+      if (caller.expiresAt !== undefined && caller.expiresAt <= Date.now() / 1000) {
+        refusal('token_expired', fieldsOf(state));
+        closeWith(ctx.extra.socket, CLOSE.unauthorized, 'token expired');
+        return [realtimeError('token refused: jwt expired', 'IOT12')];
+      }
+      // The reservation of this subscription is in ctx.subscriptions already (checked before any await,
+      // so a burst of subscribe messages cannot slip past the limit).
+      const open = Object.keys(ctx.subscriptions).length;
+      if (open > settings.maxSubscriptionsPerSocket) {
+        refusal('subscription_limit', { ...fieldsOf(state), limit: settings.maxSubscriptionsPerSocket });
+        return [realtimeError(`too many subscriptions on this socket: at most ${settings.maxSubscriptionsPerSocket} (WS_MAX_SUBSCRIPTIONS_PER_SOCKET); complete one first or open another socket`, 'IOT11')];
+      }
+      const prepared = prepareSubscription(await deps.getSchema(), message.payload, deps.limits);
+      if (!prepared.ok) {
+        refusal(prepared.kind, { ...fieldsOf(state), error: prepared.errors[0]?.message });
+        return prepared.errors;
+      }
+      if (!(message.id in ctx.subscriptions)) return [realtimeError('subscription completed by the client before it started')];
+      state.subs.set(message.id, prepared.fields);
+      for (const f of prepared.fields) wsSubscriptions.inc({ tenant: caller.tenantId ?? '', subscription: f });
+      const { query, variables, operationName } = message.payload;
+      return shareExecution({ ...prepared.args, contextValue: { iotCaller: caller } },
+        JSON.stringify([caller.tenantId, caller.role, query, variables ?? null, operationName ?? null]));
+    },
+    onNext: (_ctx, _message, _args, result) => {
+      wsMessagesSent.inc({ transport: 'websocket' });
+      if (result.errors?.length) return { ...result, errors: formatErrors(result.errors) as never };
+      return undefined;
+    },
+    onComplete: (ctx, message) => {
+      const state = states.get(ctx.extra.socket);
+      const fields = state?.subs.get(message.id);
+      if (!state || !fields) return;
+      state.subs.delete(message.id);
+      for (const f of fields) wsSubscriptions.dec({ tenant: state.caller?.tenantId ?? '', subscription: f });
+      if (state.subs.size === 0) state.idleSince = Date.now();
+    },
+  }, wss, 0); // 0: no graphql-ws keep-alive; ours below allows one missed pong
+
+  // One sweep over all sockets instead of timers per socket (10,000 sockets, 3 timers each).
+  const tick = Math.max(20, Math.min(1000, Math.floor(Math.min(settings.idleTimeoutMs, settings.connectionInitTimeoutMs) / 4)));
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const [ws, state] of states) {
+      if (state.closing) continue;
+      if (!state.initReceived) {
+        if (now - state.openedAt >= settings.connectionInitTimeoutMs) {
+          refusal('init_timeout', fieldsOf(state));
+          closeWith(ws, CLOSE.timeout, `no connection_init within ${settings.connectionInitTimeoutMs} ms: send connection_init with the token`);
+        }
+        continue;
+      }
+      const caller = state.caller;
+      if (!caller) continue;
+      if (caller.expiresAt !== undefined && caller.expiresAt * 1000 <= now) {
+        refusal('token_expired', fieldsOf(state));
+        closeWith(ws, CLOSE.unauthorized, 'token expired');
+      } else if (state.subs.size === 0 && now - state.idleSince >= settings.idleTimeoutMs) {
+        refusal('idle_timeout', fieldsOf(state));
+        closeWith(ws, CLOSE.timeout, `no subscription for ${settings.idleTimeoutMs} ms (WS_IDLE_TIMEOUT_MS)`);
+      }
+    }
+  }, tick);
+  sweep.unref();
+
+  const keepalive = setInterval(() => {
+    for (const [ws, state] of states) {
+      if (ws.readyState !== WebSocket.OPEN) continue;
+      if (state.missedPongs >= 2) {
+        refusal('keepalive_timeout', fieldsOf(state));
+        ws.terminate();
+        continue;
+      }
+      state.missedPongs++;
+      ws.ping();
+    }
+  }, settings.keepaliveMs);
+  keepalive.unref();
+
+  return {
+    count: () => states.size,
+    async close() {
+      stopping = true;
+      clearInterval(sweep);
+      clearInterval(keepalive);
+      server.off('upgrade', onUpgrade);
+      const open = [...states.keys()];
+      const closed = Promise.all(open.map((ws) => new Promise<void>((resolve) => {
+        if (ws.readyState === WebSocket.CLOSED) return resolve();
+        ws.once('close', () => resolve());
+        closeWith(ws, CLOSE.goingAway, 'server shutting down');
+      })));
+      // Clients answer the close frame within milliseconds; one that does not is cut off.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([closed, new Promise<void>((resolve) => { timer = setTimeout(resolve, 2000); })]);
+      clearTimeout(timer);
+      for (const ws of open) if (ws.readyState !== WebSocket.CLOSED) ws.terminate();
+      await graphqlWs.dispose();
+    },
+  };
+}
