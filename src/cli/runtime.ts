@@ -8,10 +8,9 @@ import { createPool as createClosablePool } from '../lib/db/pool';
 import { startEmbeddedBroker } from '../lib/embedded/broker';
 import { startEmbeddedPostgres } from '../lib/embedded/postgres';
 import { logger } from '../lib/log';
-import { registerMetrics } from '../lib/metrics';
-import { MqttIngestor } from '../ingest/mqtt';
+import { MqttIngestor, registerMqttMetrics } from '../ingest/mqtt';
 import { RegistryCache } from '../ingest/registry';
-import { ReadingSink } from '../ingest/sink';
+import { ReadingSink, registerSinkMetrics } from '../ingest/sink';
 
 const log = logger('runtime');
 /** How long the sink keeps trying to write at shutdown before it spills the rest. */
@@ -144,15 +143,11 @@ export async function startMqttIngest(config: Config, pool: Pool, brokerUrl: str
     sharedGroup: config.MQTT_SHARED_GROUP, maxFutureSeconds: config.INGEST_MAX_FUTURE_SECONDS,
     maxAgeDays: config.INGEST_MAX_AGE_DAYS, maxMessageBytes: config.INGEST_MAX_MESSAGE_BYTES,
     maxReadingsPerMessage: config.INGEST_MAX_READINGS_PER_MESSAGE,
+    brokerAlerts: { pool },
   }, registry, sink);
   await ingestor.start();
   life.add('MQTT ingestor', () => ingestor.stop());
-  const unregister = registerMetrics(() => [
-    { name: 'iot_ingest_mqtt_messages_total', help: 'MQTT messages received', type: 'counter', value: ingestor.stats.messages },
-    { name: 'iot_ingest_mqtt_connected', help: '1 while connected to the broker', type: 'gauge', value: ingestor.stats.connected ? 1 : 0 },
-    { name: 'iot_ingest_paused', help: '1 while broker reads are paused for a full buffer', type: 'gauge', value: ingestor.stats.paused ? 1 : 0 },
-    ...sink.metricSamples(),
-  ]);
-  life.add('metrics', async () => unregister());
+  const unregister = [registerMqttMetrics(ingestor), registerSinkMetrics(sink)];
+  life.add('metrics', async () => unregister.forEach((remove) => remove()));
   return { registry, sink, ingestor };
 }

@@ -5,7 +5,10 @@
 // holds at most INGEST_BUFFER_MAX + INGEST_MAX_READINGS_PER_MESSAGE readings.
 import mqtt, { IClientOptions, MqttClient } from 'mqtt';
 import { hostname } from 'node:os';
+import type { Pool } from 'pg';
+import { BrokerWatch, watchBrokerConnection } from '../alerts/broker-watch';
 import { logger } from '../lib/log';
+import { addSource, counter, pulled } from '../lib/metrics';
 import { DEFAULT_LIMITS, IngestLimits, parseMqttMessage } from './mqtt-payload';
 import type { RegistryCache } from './registry';
 import type { ReadingSink } from './sink';
@@ -27,6 +30,8 @@ export interface MqttIngestOptions {
   maxMessageBytes?: number;
   /** INGEST_MAX_READINGS_PER_MESSAGE (default 1000). */
   maxReadingsPerMessage?: number;
+  /** Raise the seed's HIGH system alert MQTT_BROKER_CONNECTION_LOST after `graceMs` (default 30 s) without the broker. */
+  brokerAlerts?: { pool: Pool; graceMs?: number };
 }
 
 export interface MqttIngestStats {
@@ -37,6 +42,7 @@ export interface MqttIngestStats {
 
 export class MqttIngestor {
   private client: MqttClient | undefined;
+  private brokerWatch: BrokerWatch | undefined;
   private inFlight = 0;
   private pauses = 0;
   private lastPauseLog = 0;
@@ -74,8 +80,12 @@ export class MqttIngestor {
     };
     const client = mqtt.connect(o.brokerUrl, clientOptions);
     this.client = client;
+    if (o.brokerAlerts) {
+      this.brokerWatch = watchBrokerConnection(client, o.brokerAlerts.pool, { brokerUrl: redact(o.brokerUrl), graceMs: o.brokerAlerts.graceMs });
+    }
     client.handleMessage = (packet, done) => {
       this.stats.messages++;
+      mqttMessages.inc();
       this.inFlight++;
       const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
       this.handle(packet.topic, payload).finally(() => this.inFlight--).then(
@@ -144,12 +154,27 @@ export class MqttIngestor {
   async stop(): Promise<void> {
     const client = this.client;
     this.client = undefined;
+    this.brokerWatch?.stop();
+    this.brokerWatch = undefined;
     if (!client) return;
     // Let messages being handled finish (and be acknowledged) before the connection closes.
     const deadline = Date.now() + 5000;
     while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     await client.endAsync();
   }
+}
+
+// Metrics (src/lib/metrics.ts). Messages/s is PromQL's job: rate(iot_mqtt_messages_total[1m]).
+const mqttMessages = counter({ name: 'iot_mqtt_messages_total', help: 'MQTT messages received from the broker by the ingestors of this process.' });
+const ingestorMetrics = [
+  pulled<MqttIngestor>('counter', { name: 'iot_ingest_mqtt_messages_total', help: 'MQTT messages received' }, (i) => i.stats.messages),
+  pulled<MqttIngestor>('gauge', { name: 'iot_ingest_mqtt_connected', help: '1 while connected to the broker' }, (i) => (i.stats.connected ? 1 : 0)),
+  pulled<MqttIngestor>('gauge', { name: 'iot_ingest_paused', help: '1 while broker reads are paused for a full buffer' }, (i) => (i.stats.paused ? 1 : 0)),
+];
+
+/** Shows this ingestor's connection and pause state on /metrics; returns the removal. */
+export function registerMqttMetrics(ingestor: MqttIngestor): () => void {
+  return addSource(ingestorMetrics, ingestor);
 }
 
 export function redact(url: string): string {
