@@ -21,7 +21,7 @@ import { EventEmitter } from 'node:events';
 import type { Pool, PoolClient } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { logger } from '../lib/log';
-import type { Sample } from '../lib/metrics';
+import { addSource, counter, histogram, pulled } from '../lib/metrics';
 import {
   DEFAULT_DEAD_LETTER_LIMITS, DeadLetterLimiter, DeadLetterLimits, PreparedDeadLetter, pgSafeText, plainDeadLetter, prepareDeadLetter,
 } from './dead-letters';
@@ -413,32 +413,9 @@ export class ReadingSink extends EventEmitter {
     }
   }
 
-  /** Prometheus samples of this sink (src/lib/metrics.ts). */
-  metricSamples(): Sample[] {
-    const s = this.stats;
-    const samples: Sample[] = [
-      { name: 'iot_ingest_readings_received_total', help: 'Readings handed to the sink', type: 'counter', value: s.received },
-      { name: 'iot_ingest_readings_stored_total', help: 'Readings stored', type: 'counter', value: s.stored },
-      { name: 'iot_ingest_readings_duplicate_total', help: 'Readings skipped as duplicates', type: 'counter', value: s.duplicates },
-      { name: 'iot_ingest_dead_letters_total', help: 'Dead letters written one by one', type: 'counter', value: s.deadLetters },
-      { name: 'iot_ingest_dead_letters_suppressed_total', help: 'Dead letters over the rate limit, counted in summary rows instead of written one by one', type: 'counter', value: s.deadLettersSuppressed },
-      { name: 'iot_ingest_dead_letter_summaries_total', help: 'Rate-limit summary rows written', type: 'counter', value: s.deadLetterSummaries },
-      { name: 'iot_ingest_dead_letters_retrying', help: 'Dead letters the database refused, held and retried', type: 'gauge', value: s.deadLettersRetrying },
-      { name: 'iot_ingest_batches_total', help: 'Batches written', type: 'counter', value: s.batches },
-      { name: 'iot_ingest_failed_attempts_total', help: 'Batch attempts that failed and were retried', type: 'counter', value: s.failedAttempts },
-      { name: 'iot_ingest_transaction_timeouts_total', help: 'Batch transactions cut by the watchdog', type: 'counter', value: s.transactionTimeouts },
-      { name: 'iot_ingest_buffered_readings', help: 'Readings waiting to be written', type: 'gauge', value: this.buffer.length },
-      { name: 'iot_ingest_database_up', help: '0 while the sink cannot write to the database', type: 'gauge', value: s.databaseUp ? 1 : 0 },
-      { name: 'iot_ingest_spilled_readings_total', help: 'Readings written to the spill file at shutdown', type: 'counter', value: s.spilledReadings },
-      { name: 'iot_ingest_replayed_readings_total', help: 'Readings replayed from spill files at start', type: 'counter', value: s.replayedReadings },
-    ];
-    for (const [reasonClass, c] of [...this.byClass].sort()) {
-      samples.push({ name: 'iot_ingest_dead_letters_by_class_total', help: 'Dead letters by reason class and outcome (written one by one, or suppressed by the rate limit)',
-        type: 'counter', value: c.written, labels: { class: reasonClass, outcome: 'written' } });
-      samples.push({ name: 'iot_ingest_dead_letters_by_class_total', help: 'Dead letters by reason class and outcome (written one by one, or suppressed by the rate limit)',
-        type: 'counter', value: c.suppressed, labels: { class: reasonClass, outcome: 'suppressed' } });
-    }
-    return samples;
+  /** Dead letters by reason class: written one by one, or counted into rate-limit summaries (for /metrics). */
+  deadLettersByClass(): ReadonlyMap<string, { written: number; suppressed: number }> {
+    return this.byClass;
   }
 
   private classCount(reasonClass: string): { written: number; suppressed: number } {
@@ -650,6 +627,7 @@ export class ReadingSink extends EventEmitter {
           'select * from iot_private.ingest_staged_readings()'));
       }
       await client.query('commit');
+      batchCommitted(batch, Number(result.inserted), letters.length);
       this.stats.stored += Number(result.inserted);
       this.stats.duplicates += Number(result.duplicates);
       const rejected = Number(result.rejected);
@@ -777,4 +755,56 @@ export class ReadingSink extends EventEmitter {
       log.error('could not write the spill file: unwritten readings and dead letters lost', { error, dir, readings: readings.size, deadLetters: letters.size });
     }
   }
+}
+
+// Metrics (src/lib/metrics.ts). Counted as batches commit, for every sink of the process:
+const rowsStored = counter<'table'>({
+  name: 'iot_ingest_rows_stored_total',
+  help: 'Rows the sinks wrote to the database, by table (sensor_readings, ingest_dead_letters); rate() gives rows/s.',
+  labelNames: ['table'],
+});
+const ingestLatency = histogram({
+  name: 'iot_ingest_latency_seconds',
+  help: 'From a reading\'s timestamp (the device\'s publish time, else its arrival) to the commit of its batch, in seconds.',
+  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+});
+
+function batchCommitted(batch: readonly Reading[], inserted: number, letters: number): void {
+  if (inserted) rowsStored.inc({ table: 'sensor_readings' }, inserted);
+  if (letters) rowsStored.inc({ table: 'ingest_dead_letters' }, letters);
+  const now = Date.now();
+  for (const r of batch) ingestLatency.observe(Math.max(0, now - r.time.getTime()) / 1000);
+}
+
+// Read from each registered sink's stats at scrape time.
+const stat = (name: string, help: string, type: 'counter' | 'gauge', read: (s: ReadingSink) => number) =>
+  pulled<ReadingSink>(type, { name, help }, read);
+const sinkMetrics = [
+  stat('iot_ingest_readings_received_total', 'Readings handed to the sink', 'counter', (s) => s.stats.received),
+  stat('iot_ingest_readings_stored_total', 'Readings stored', 'counter', (s) => s.stats.stored),
+  stat('iot_ingest_readings_duplicate_total', 'Readings skipped as duplicates', 'counter', (s) => s.stats.duplicates),
+  stat('iot_ingest_dead_letters_total', 'Dead letters written one by one', 'counter', (s) => s.stats.deadLetters),
+  stat('iot_ingest_dead_letters_suppressed_total', 'Dead letters over the rate limit, counted in summary rows instead of written one by one', 'counter', (s) => s.stats.deadLettersSuppressed),
+  stat('iot_ingest_dead_letter_summaries_total', 'Rate-limit summary rows written', 'counter', (s) => s.stats.deadLetterSummaries),
+  stat('iot_ingest_dead_letters_retrying', 'Dead letters the database refused, held and retried', 'gauge', (s) => s.stats.deadLettersRetrying),
+  stat('iot_ingest_batches_total', 'Batches written', 'counter', (s) => s.stats.batches),
+  stat('iot_ingest_failed_attempts_total', 'Batch attempts that failed and were retried', 'counter', (s) => s.stats.failedAttempts),
+  stat('iot_ingest_transaction_timeouts_total', 'Batch transactions cut by the watchdog', 'counter', (s) => s.stats.transactionTimeouts),
+  stat('iot_ingest_buffered_readings', 'Readings waiting to be written', 'gauge', (s) => s.buffered),
+  stat('iot_ingest_database_up', '0 while the sink cannot write to the database', 'gauge', (s) => (s.stats.databaseUp ? 1 : 0)),
+  stat('iot_ingest_spilled_readings_total', 'Readings written to the spill file at shutdown', 'counter', (s) => s.stats.spilledReadings),
+  stat('iot_ingest_replayed_readings_total', 'Readings replayed from spill files at start', 'counter', (s) => s.stats.replayedReadings),
+  pulled<ReadingSink>('counter', {
+    name: 'iot_ingest_dead_letters_by_class_total',
+    help: 'Dead letters by reason class and outcome (written one by one, or suppressed by the rate limit)',
+    labelNames: ['class', 'outcome'],
+  }, (s) => [...s.deadLettersByClass()].sort().flatMap(([reasonClass, c]) => [
+    [{ class: reasonClass, outcome: 'written' }, c.written] as [Record<string, string>, number],
+    [{ class: reasonClass, outcome: 'suppressed' }, c.suppressed] as [Record<string, string>, number],
+  ])),
+];
+
+/** Shows this sink's figures on /metrics (summed with the process's other sinks); returns the removal. */
+export function registerSinkMetrics(sink: ReadingSink): () => void {
+  return addSource(sinkMetrics, sink);
 }

@@ -7,6 +7,10 @@ import checkHeartbeats from '../../workers/devices__check_heartbeats';
 import evaluateSpc from '../../workers/spc__evaluate';
 import calculateHealth from '../../workers/health__calculate_scores';
 import pruneDeadLetters from '../../workers/dead_letters__prune';
+import deliverAlert from '../../workers/alerts__deliver';
+import sweepAlerts from '../../workers/alerts__sweep';
+import rollupPerformance from '../../workers/performance__rollup_hourly';
+import prunePerformance from '../../workers/performance__prune_logs';
 import { loadConfig } from './config';
 import { logger } from './log';
 
@@ -18,6 +22,10 @@ export const taskList: TaskList = {
   spc__evaluate: evaluateSpc,
   health__calculate_scores: calculateHealth,
   dead_letters__prune: pruneDeadLetters,
+  alerts__deliver: deliverAlert,
+  alerts__sweep: sweepAlerts,
+  performance__rollup_hourly: rollupPerformance,
+  performance__prune_logs: prunePerformance,
 };
 
 // Times are UTC. `?max=1`: a failed run is not retried; the next tick runs it again anyway.
@@ -26,8 +34,11 @@ export const crontab = (retentionDays: number, healthIntervalMinutes = 15, deadL
   '* * * * * rollups__refresh ?max=1',
   '* * * * * devices__check_heartbeats ?max=1',
   '* * * * * spc__evaluate ?max=1',
+  '* * * * * alerts__sweep ?max=1',
   '7 * * * * telemetry__create_partitions ?max=3',
   `15 3 * * * telemetry__apply_retention ?max=1 ${JSON.stringify({ days: retentionDays })}`,
+  '5 * * * * performance__rollup_hourly ?max=1 {"hours":3}',
+  '41 * * * * performance__prune_logs ?max=1 {"days":14,"cacheDays":400}',
   `23 * * * * dead_letters__prune ?max=1 ${JSON.stringify({ days: deadLetterRetentionDays })}`,
 ].join('\n');
 

@@ -11,7 +11,8 @@ import { MqttIngestor } from '../../src/ingest/mqtt';
 import { RegistryCache } from '../../src/ingest/registry';
 import { ReadingSink } from '../../src/ingest/sink';
 import { specs } from '../../src/lib/config';
-import { registerMetrics, renderMetrics } from '../../src/lib/metrics';
+import { renderMetrics } from '../../src/lib/metrics';
+import { registerSinkMetrics } from '../../src/ingest/sink';
 import { publishAsDevice, testBroker } from '../helpers/broker';
 import { hardeningProbes } from '../helpers/hardening';
 import { createTestDatabase, seedSmallPlant, TestDatabase } from '../helpers/db';
@@ -47,7 +48,7 @@ test.before(async () => {
       ratePerSource: num('INGEST_DEAD_LETTER_RATE'), burstPerSource: num('INGEST_DEAD_LETTER_BURST'), rateTotal: num('INGEST_DEAD_LETTER_RATE_TOTAL'),
     },
   });
-  unregister = registerMetrics(() => sink.metricSamples());
+  unregister = registerSinkMetrics(sink);
   ingestor = new MqttIngestor({ brokerUrl: broker.url, topics: specs.MQTT_TOPICS.default.split(','), qos: 1,
     clientId: `test-hardening-dl-${run}`, maxFutureSeconds: 300 }, registry, sink);
   await ingestor.start();
@@ -72,10 +73,10 @@ const { goodReadingIsStored, otherTenantAnswers } = hardeningProbes(() => ({
 }));
 
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
-const metric = (line: string) => {
+const metric = async (line: string) => {
   let text = '';
   try {
-    text = renderMetrics();
+    text = await renderMetrics();
   } catch (error) {
     return Number.NaN; // a collector that throws: every comparison with it fails
   }
@@ -85,7 +86,7 @@ const metric = (line: string) => {
 
 test('finding 4: a NUL byte in a non-JSON payload loses nothing: all 11 dead letters of the batch are stored, visibly escaped, counted', async () => {
   const before = sink.stats.deadLetters;
-  const metricBefore = metric('iot_ingest_dead_letters_total');
+  const metricBefore = await metric('iot_ingest_dead_letters_total');
   const marker = `nul-${run}`;
   const payloads = Array.from({ length: 11 }, (_, i) => Buffer.from(i === 5 ? `${marker} #${i} has a \u0000 NUL` : `${marker} #${i} is not json`));
   payloads[8] = Buffer.concat([Buffer.from(`${marker} #8 bad utf-8 `), Buffer.from([0xff, 0xfe, 0x00])]);
@@ -107,7 +108,7 @@ test('finding 4: a NUL byte in a non-JSON payload loses nothing: all 11 dead let
   assert.ok(bad.payload_base64, 'a base64 copy');
   assert.ok(rows.every((r) => String(r.reason).startsWith('payload is not valid JSON') && r.reason_class === 'payload'), JSON.stringify(rows.map((r) => r.reason)));
   assert.is(sink.stats.deadLetters - before, 11, 'the dead-letter counter moved by 11');
-  assert.is(metric('iot_ingest_dead_letters_total') - metricBefore, 11, '/metrics too');
+  assert.is((await metric('iot_ingest_dead_letters_total')) - metricBefore, 11, '/metrics too');
   await goodReadingIsStored();
   await otherTenantAnswers();
 });
@@ -169,8 +170,8 @@ test('finding 5: 1,000 messages with a 60 kB topic add kilobytes, not 121 MB: cl
   assert.match(summaries[0].reason, /^rate limit: \d+ dead letters from facility\/F1 were counted, not stored one by one/);
   assert.ok(heapPeak - heapBefore < 256 * 2 ** 20, `heap grew ${heapPeak - heapBefore} bytes`);
   assert.ok(sink.stats.deadLettersSuppressed - suppressedBefore >= 1000 - single.length, 'the suppressed counter moved');
-  assert.ok(metric('iot_ingest_dead_letters_suppressed_total') >= 1000 - single.length, '/metrics shows the flood');
-  assert.ok(renderMetrics().includes('iot_ingest_dead_letters_by_class_total{class="'), 'counts by reason class');
+  assert.ok((await metric('iot_ingest_dead_letters_suppressed_total')) >= 1000 - single.length, '/metrics shows the flood');
+  assert.ok((await renderMetrics()).includes('iot_ingest_dead_letters_by_class_total{class="'), 'counts by reason class');
   await goodReadingIsStored();
   await otherTenantAnswers();
 });

@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'pg';
 import type { Reading } from '../../src/ingest/reading';
-import { ReadingSink } from '../../src/ingest/sink';
-import { registerMetrics, renderMetrics } from '../../src/lib/metrics';
+import { ReadingSink, registerSinkMetrics } from '../../src/ingest/sink';
+import { renderMetrics } from '../../src/lib/metrics';
 import { crontab } from '../../src/lib/worker';
 import pruneDeadLetters from '../../workers/dead_letters__prune';
 import { createTestDatabase, seedSmallPlant, TestDatabase } from '../helpers/db';
@@ -285,9 +285,9 @@ test('dead letters are rate-limited per source: beyond the burst they are counte
   assert.is((await letters(`source_key = 'facility/QUIET'`)).length, 1, 'another source is not held back');
   assert.is(sink.stats.deadLettersSuppressed, summary.suppressed_count);
   assert.is(sink.stats.deadLetterSummaries, 1);
-  const unregister = registerMetrics(() => sink.metricSamples());
+  const unregister = registerSinkMetrics(sink);
   try {
-    const text = renderMetrics();
+    const text = await renderMetrics();
     assert.match(text, `iot_ingest_dead_letters_suppressed_total ${summary.suppressed_count}`);
     assert.match(text, `iot_ingest_dead_letters_by_class_total{class="value",outcome="suppressed"} ${summary.suppressed_count}`);
     assert.match(text, `iot_ingest_dead_letters_by_class_total{class="value",outcome="written"} ${single.length + 1}`);
