@@ -4,7 +4,7 @@
 // one machine). QoS 0, so the publisher's own acknowledgements do not pace it.
 import mqtt from 'mqtt';
 
-interface Channel { topic: string; deviceCode: string }
+interface Channel { topic: string; deviceId: string }
 interface Job { url: string; channels: Channel[]; readingsPerSecond: number; seconds: number }
 
 process.once('message', async (job: Job) => {
@@ -24,7 +24,7 @@ process.once('message', async (job: Job) => {
       const timestamp = new Date().toISOString();
       for (; sent < due; sent++) {
         const c = job.channels[next++ % job.channels.length];
-        client.publish(c.topic, JSON.stringify({ deviceId: c.deviceCode, value: 50 + (sent % 10), timestamp }), { qos: 0 });
+        client.publish(c.topic, JSON.stringify({ deviceId: c.deviceId, value: 50 + (sent % 10), timestamp }), { qos: 0 });
       }
     }, 10);
   });

@@ -103,15 +103,21 @@ async function main() {
       const subs = await openSubscribers(wsUrl,
         'subscription($d: ID!) { sensorReadingUpdated(iotDeviceId: $d) { readingTimestamp } }', 'sensorReadingUpdated', 'readingTimestamp',
         plant.devices.map((d) => ({ token: token(`lat-${d.code}`), variables: { d: d.id } })));
+      const storedBefore = sink.stats.stored;
       const publisher = fork(join(__dirname, 'paced-publisher-process.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       const done = new Promise<{ readings: number; seconds: number }>((r) => publisher.once('message', (m) => r(m as { readings: number; seconds: number })));
       publisher.send({ url: broker.url, channels: plant.channels, readingsPerSecond: rate, seconds: SECONDS });
       const published = await done;
       await new Promise((r) => setTimeout(r, 1500));
+      const stored = sink.stats.stored - storedBefore;
+      if (stored < published.readings) {
+        const why = (await pool.query(`select reason, count(*)::int as n from iot_private.ingest_dead_letters group by 1 order by 2 desc limit 3`)).rows;
+        console.log(`  (not stored: ${fmt(published.readings - stored)}; dead-letter reasons: ${JSON.stringify(why)})`);
+      }
       const latencies = (await subs.receipts()).map(([stamp, at]) => at - Date.parse(stamp)).sort((a, b) => a - b);
       await subs.close();
       rows.push(`| latency publish -> sensorReadingUpdated | ${fmt(published.readings / published.seconds)} readings/s, ${plant.devices.length} subscribers | ` +
-        `${ms(percentile(latencies, 50))} | ${ms(percentile(latencies, 99))} | ${ms(latencies[latencies.length - 1])} | ${fmt(latencies.length)} events |`);
+        `${ms(percentile(latencies, 50))} | ${ms(percentile(latencies, 99))} | ${ms(latencies[latencies.length - 1])} | ${fmt(latencies.length)} events; ${fmt(stored)} of ${fmt(published.readings)} readings stored (dead letters ${sink.stats.deadLetters}) |`);
     }
     await ingestor.stop();
     await sink.close();
@@ -135,7 +141,7 @@ async function main() {
         const alert = (await pool.query(
           `insert into iot.predictive_maintenance_alerts (tenant_id, work_center_id, alert_type, predicted_failure_mode, severity, urgency,
              failure_probability, description, alert_reason)
-           values ($1, $2, 'FAILURE_PREDICTION', $3, 'CRITICAL', 'IMMEDIATE', 0.9, 'bench broadcast', 'bench') returning id`,
+           values ($1, $2, 'FAILURE_PREDICTION', $3, 'CRITICAL', 'IMMEDIATE', 0.9, 'bench broadcast', 'MODEL_PREDICTION') returning id`,
           [plant.tenantId, plant.workCenters[b % plant.workCenters.length], `BENCH_${n}_${b}`])).rows[0].id;
         await waitForQuiet(2000);
         transactions += (await commits(pool)) - xact0 - 2; // minus the insert and the counting query itself

@@ -1,8 +1,10 @@
 -- The one way telemetry gets in. The sink (src/ingest/sink.ts) COPYs a batch into the session's
 -- temporary table pg_temp.reading_staging and calls iot_private.ingest_staged_readings() in the
 -- same transaction. Everything per batch is set-based: one insert, one heartbeat update, one
--- NOTIFY per tenant. (A statement-level trigger with transition tables would be the textbook place,
--- but TimescaleDB refuses transition tables on hypertables, so the batch function does it.)
+-- NOTIFY per tenant, one live-readings NOTIFY per device at most once per interval, one SPC
+-- measurement NOTIFY per active control limit (sql/600_live_events.sql). (A statement-level
+-- trigger with transition tables would be the textbook place, but TimescaleDB refuses transition
+-- tables on hypertables, so the batch function does it.)
 
 create or replace function iot_private.create_reading_staging() returns void
   language plpgsql
@@ -34,12 +36,16 @@ declare
   lo timestamptz;
   hi timestamptz;
   staged bigint;
+  live_interval interval;
+  live_notices bigint;
+  spc_notices bigint;
 begin
   select min(time), max(time), count(*) into lo, hi, staged from pg_temp.reading_staging;
   if staged = 0 then
     inserted := 0; duplicates := 0; rejected := 0;
     return;
   end if;
+  live_interval := iot_private.live_reading_interval();
   if iot.timescale_tier() = 3 then
     -- The partitions of the days the batch holds, not of the span between its oldest and newest
     -- reading: one reading dated 2001 beside today's makes one (coarse) partition, not 9,000.
@@ -110,7 +116,7 @@ begin
            s.metadata
     from pg_temp.reading_staging s
     on conflict do nothing
-    returning tenant_id, device_id, time
+    returning tenant_id, device_id, time, sensor_type, value, unit, quality, production_run_id, metadata
   ), per_device as (
     select tenant_id, device_id, count(*) as n, min(time) as first_time, max(time) as last_time
     from ins group by tenant_id, device_id
@@ -123,9 +129,108 @@ begin
   ), heartbeat as (
     update iot.iot_devices d set last_heartbeat = now()
     from locked l where d.id = l.id
+    returning d.id, d.tenant_id, d.facility_id, d.work_center_id
+  ), live_state as (
+    -- Live readings (sql/600_live_events.sql): one state row per device, written once per batch
+    -- and only after heartbeat holds the device's row lock (it feeds from heartbeat), so writers
+    -- take the two locks in the same order. A device is due when its last notice is at least the
+    -- interval old; readings of batches that were not due are counted into the next notice. (A
+    -- second batch in one transaction finds its devices' heartbeats set already and sends nothing
+    -- live; the sink writes one batch per transaction.)
+    insert into iot_private.live_reading_state as st (device_id, tenant_id, last_notified_at, pending_count, notified)
+    -- The device's tenant: its channel is where the notice goes. (Grouped by device: per_device may
+    -- split one device over two tenant ids, and an upsert must not meet a row twice.)
+    select p.device_id, h.tenant_id, now(), sum(p.n), true
+    from per_device p join heartbeat h on h.id = p.device_id
+    group by p.device_id, h.tenant_id
+    order by p.device_id
+    on conflict (device_id) do update set
+      notified = st.last_notified_at <= now() - live_interval,
+      pending_count = case when st.notified then 0 else st.pending_count end + excluded.pending_count,
+      last_notified_at = case when st.last_notified_at <= now() - live_interval then now() else st.last_notified_at end
+    returning st.device_id, st.tenant_id, st.pending_count, st.notified
+  ), live_due as (
+    select s.device_id, s.tenant_id, s.pending_count, h.facility_id, h.work_center_id
+    from live_state s join heartbeat h on h.id = s.device_id
+    where s.notified
+  ), live_latest as materialized (  -- each CTE below is computed once, never re-run per row of a join
+    -- The latest stored reading of each sensor type of each due device: a narrow hash aggregate,
+    -- then the rows it names (cheaper than sorting the batch's wide rows for DISTINCT ON).
+    select i.*
+    from (
+      select x.device_id, x.sensor_type, max(x.time) as time
+      from ins x
+      where x.device_id in (select device_id from live_due)
+      group by x.device_id, x.sensor_type
+    ) m
+    join ins i on i.device_id = m.device_id and i.sensor_type = m.sensor_type and i.time = m.time
+  ), live_readings as materialized (
+    -- As iot.sensor_readings shows them; its id is derived there from device, sensor type and time
+    -- by the same expression. (json, not jsonb: built once and sent as text, never queried.)
+    select l.device_id, json_agg(json_build_object(
+             'id', md5(l.device_id::text || '/' || l.sensor_type || '/' || (extract(epoch from l.time) * 1000000)::bigint::text)::uuid,
+             'tenant_id', l.tenant_id, 'iot_device_id', l.device_id, 'reading_timestamp', l.time, 'sensor_type', l.sensor_type,
+             'reading_value', l.value, 'unit_of_measure', l.unit, 'quality', l.quality, 'production_run_id', l.production_run_id,
+             'metadata', l.metadata) order by l.sensor_type) as readings
+    from live_latest l
+    group by l.device_id
+  ), live_channels as materialized (
+    select t.tenant_id, iot_private.notify_channel('iot_live_readings', t.tenant_id) as channel  -- once per tenant
+    from (select distinct tenant_id from live_due) t
+  ), live_bodies as materialized (
+    select c.channel, d.tenant_id, json_build_object(
+             'tenantId', d.tenant_id, 'facilityId', d.facility_id, 'workCenterId', d.work_center_id, 'deviceId', d.device_id,
+             'count', d.pending_count, 'readings', r.readings)::text as body
+    from live_due d
+    join live_readings r on r.device_id = d.device_id
+    join live_channels c on c.tenant_id = d.tenant_id
+  ), live_sent as (
+    -- Inline below 7,900 bytes; bigger ones are parked in the outbox and sent by id (sql/600_live_events.sql).
+    select pg_notify(b.channel, case when octet_length(b.body) < 7900 then b.body
+                                     else iot_private.park_live_event('iot_live_readings', b.tenant_id, b.body::jsonb) end)
+    from live_bodies b
+  ), spc_limits as materialized (
+    -- SPC measurement points: only channels of this batch's devices with an active control limit.
+    select l.id, l.tenant_id, l.parameter_code, l.center_line, l.sigma, l.upper_control_limit, l.lower_control_limit,
+           c.device_id, c.sensor_type, h.facility_id, h.work_center_id
+    from iot.device_channels c
+    join iot.spc_control_limits l on l.channel_id = c.id and l.is_active
+    join heartbeat h on h.id = c.device_id
+  ), spc_points as materialized (
+    -- At most the 50 newest points per limit; BAD readings are not process data (sql/520_spc.sql).
+    select p.id, json_agg(json_build_object(
+             'timestamp', p.time, 'value', p.value, 'centerLine', p.center_line,
+             'upperControlLimit', p.upper_control_limit, 'lowerControlLimit', p.lower_control_limit,
+             'sigma', p.sigma, 'zone', iot_private.spc_zone(p.z), 'outOfControl', abs(p.z) > 3) order by p.time) as points
+    from (
+      select l.id, l.center_line, l.upper_control_limit, l.lower_control_limit, l.sigma, i.time, i.value,
+             (i.value - l.center_line) / l.sigma as z,
+             row_number() over (partition by l.id order by i.time desc) as age
+      from ins i
+      join spc_limits l on l.device_id = i.device_id and l.sensor_type = i.sensor_type
+      where i.quality <> 'BAD'
+    ) p
+    where p.age <= 50
+    group by p.id
+  ), spc_channels as materialized (
+    select t.tenant_id, iot_private.notify_channel('iot_spc', t.tenant_id) as channel
+    from (select distinct tenant_id from spc_limits) t
+  ), spc_bodies as materialized (
+    select c.channel, l.tenant_id, json_build_object(
+             'kind', 'measurement', 'tenantId', l.tenant_id, 'facilityId', l.facility_id, 'workCenterId', l.work_center_id,
+             'deviceId', l.device_id, 'parameterCode', l.parameter_code, 'controlLimitId', l.id, 'points', p.points)::text as body
+    from spc_limits l
+    join spc_points p on p.id = l.id
+    join spc_channels c on c.tenant_id = l.tenant_id
+  ), spc_sent as (
+    select pg_notify(b.channel, case when octet_length(b.body) < 7900 then b.body
+                                     else iot_private.park_live_event('iot_spc', b.tenant_id, b.body::jsonb) end)
+    from spc_bodies b
   )
-  -- One NOTIFY per tenant per batch (pg_notify is volatile, so the planner keeps it).
-  select coalesce(sum(t.n), 0) into inserted
+  -- One NOTIFY per tenant per batch (pg_notify is volatile, so the planner keeps it); the live and
+  -- SPC notices are counted here so that their CTEs run.
+  select coalesce(sum(t.n), 0), (select count(*) from live_sent), (select count(*) from spc_sent)
+    into inserted, live_notices, spc_notices
   from (
     select sum(n) as n,
            pg_notify(iot_private.notify_channel('iot_readings', tenant_id), json_build_object(
@@ -139,7 +244,7 @@ begin
 end
 $$;
 comment on function iot_private.ingest_staged_readings() is
-  'Stores the batch in pg_temp.reading_staging: dead-letters orphans, inserts the rest once (duplicates skipped), updates heartbeats, NOTIFYs per tenant.';
+  'Stores the batch in pg_temp.reading_staging: dead-letters orphans, inserts the rest once (duplicates skipped), updates heartbeats, NOTIFYs per tenant (iot_readings), per due device (iot_live_readings, at most once per live_reading_interval_ms) and per active SPC limit (iot_spc measurement points).';
 
 -- Dead letters, one statement per batch. The sink (src/ingest/dead-letters.ts) has already clipped
 -- topic and payload, kept their original size and SHA-256, and made every text safe for PostgreSQL;

@@ -249,11 +249,17 @@ begin
                                     run_at := now() + interval '1 minute', job_key := 'health:' || new.work_center_id,
                                     max_attempts := 3);
   end if;
-  perform pg_notify(iot_private.notify_channel('iot_events', new.tenant_id), json_build_object(
-    'id', new.id, 'eventTimestamp', new.event_timestamp, 'tenantId', new.tenant_id, 'workCenterId', new.work_center_id,
-    'iotDeviceId', new.iot_device_id, 'sensorType', new.sensor_type, 'eventType', new.event_type,
-    'eventCode', new.event_code, 'severity', new.severity, 'eventDescription', new.event_description,
-    'productionRunId', new.production_run_id)::text);
+  -- The live-events shape (sql/600_live_events.sql): routing keys and the row as iot.equipment_events
+  -- shows it; the flat keys of the earlier notice are kept beside them for existing listeners.
+  perform iot_private.notify_live_event('iot_events', new.tenant_id, jsonb_build_object(
+    'tenantId', new.tenant_id,
+    'facilityId', (select w.facility_id from iot.work_centers w where w.id = new.work_center_id),
+    'workCenterId', new.work_center_id,
+    'deviceId', new.iot_device_id,
+    'event', to_jsonb(jsonb_populate_record(null::iot.equipment_events, to_jsonb(new))),
+    'id', new.id, 'eventTimestamp', new.event_timestamp, 'iotDeviceId', new.iot_device_id, 'sensorType', new.sensor_type,
+    'eventType', new.event_type, 'eventCode', new.event_code, 'severity', new.severity,
+    'eventDescription', new.event_description, 'productionRunId', new.production_run_id));
   return null;
 end
 $$;

@@ -11,6 +11,8 @@ import deliverAlert from '../../workers/alerts__deliver';
 import sweepAlerts from '../../workers/alerts__sweep';
 import rollupPerformance from '../../workers/performance__rollup_hourly';
 import prunePerformance from '../../workers/performance__prune_logs';
+import pruneLiveEvents from '../../workers/live_events__prune';
+import flushLiveReadings from '../../workers/live_events__flush';
 import { loadConfig } from './config';
 import { logger } from './log';
 
@@ -26,6 +28,8 @@ export const taskList: TaskList = {
   alerts__sweep: sweepAlerts,
   performance__rollup_hourly: rollupPerformance,
   performance__prune_logs: prunePerformance,
+  live_events__prune: pruneLiveEvents,
+  live_events__flush: flushLiveReadings,
 };
 
 // Times are UTC. `?max=1`: a failed run is not retried; the next tick runs it again anyway.
@@ -35,6 +39,8 @@ export const crontab = (retentionDays: number, healthIntervalMinutes = 15, deadL
   '* * * * * devices__check_heartbeats ?max=1',
   '* * * * * spc__evaluate ?max=1',
   '* * * * * alerts__sweep ?max=1',
+  '* * * * * live_events__flush ?max=1',
+  '47 * * * * live_events__prune ?max=1',
   '7 * * * * telemetry__create_partitions ?max=3',
   `15 3 * * * telemetry__apply_retention ?max=1 ${JSON.stringify({ days: retentionDays })}`,
   '5 * * * * performance__rollup_hourly ?max=1 {"hours":3}',

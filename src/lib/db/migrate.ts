@@ -23,6 +23,8 @@ export interface MigrateOptions {
     pressureMin: number;
     pressureMax: number;
   };
+  /** LIVE_READING_INTERVAL_MS: written to iot_private.settings (live_reading_interval_ms); unset keeps the stored value. */
+  liveReadingIntervalMs?: number;
 }
 
 export interface MigrateResult {
@@ -112,6 +114,13 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
              when 'TEMPERATURE' then $2::float8 when 'VIBRATION' then $3::float8 when 'PRESSURE' then $5::float8 else normal_max end
            where sensor_type in ('TEMPERATURE', 'VIBRATION', 'PRESSURE')`,
           [d.temperatureMin, d.temperatureMax, d.vibrationMax, d.pressureMin, d.pressureMax],
+        );
+      }
+      if (options.liveReadingIntervalMs !== undefined) {
+        await client.query(
+          `insert into iot_private.settings (key, value) values ('live_reading_interval_ms', $1)
+           on conflict (key) do update set value = excluded.value, updated_at = now()`,
+          [String(options.liveReadingIntervalMs)],
         );
       }
       await client.query('commit');
