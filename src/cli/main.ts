@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `iot` command line: start | migrate | worker | ingest mqtt | simulate | token | analyst-login | config.
 import { Command } from 'commander';
+import { join } from 'node:path';
 import { Config, ConfigError, configMarkdown, configNotices, loadConfig } from '../lib/config';
 import { logger, logToStderr, setLogLevel } from '../lib/log';
 import { demoAnalystPassword, jwtSecret, randomPassword, signToken } from '../lib/secrets';
@@ -9,7 +10,11 @@ import { decode as decodeJwt } from 'jsonwebtoken';
 import { apiLimitsFromConfig, startApi } from '../server/app';
 import { DEMO_TENANT, seedDemoHistory, seedDemoPlant } from '../sim/demo-plant';
 import { startMqttSimulator } from '../sim/mqtt-publisher';
-import { Lifecycle, StartInterrupted, createPool, migrateWithConfig, resolveBroker, resolveDatabase, startMqttIngest } from './runtime';
+import {
+  Lifecycle, StartInterrupted, createPool, migrateWithConfig, resolveBroker, resolveDatabase, startIngestBase, startModbusIngest, startMqttIngest,
+  startOpcuaIngest,
+} from './runtime';
+import { openPki, rejectedCertificates, trustCertificate } from '../ingest/opcua/pki';
 
 const log = logger('iot');
 
@@ -129,7 +134,10 @@ program.command('start')
       const brokerUrl = await resolveBroker(c, life);
       const worker = await startWorker(db.url, c.WORKER_CONCURRENCY, c.TELEMETRY_RETENTION_DAYS, Number(c.HEALTH_SCORE_INTERVAL_MINUTES));
       life.add('worker', () => worker.stop());
-      await startMqttIngest(c, pool, brokerUrl, life);
+      const base = await startIngestBase(c, pool, life);
+      await startMqttIngest(c, pool, brokerUrl, life, base);
+      await startOpcuaIngest(c, pool, life, base);
+      await startModbusIngest(c, pool, life, base);
       // Score once a minute after start rather than waiting for the next interval boundary.
       await worker.addJob('health__calculate_scores', { now: true },
         { runAt: new Date(Date.now() + 60_000), jobKey: 'health:startup' });
@@ -192,8 +200,45 @@ ingest.command('mqtt')
       const db = await resolveDatabase(c, life);
       const pool = createPool(db.url, life, 6, 'iot-ingest-mqtt');
       const brokerUrl = await resolveBroker(c, life);
-      await startMqttIngest(c, pool, brokerUrl, life);
+      await startMqttIngest(c, pool, brokerUrl, life, await startIngestBase(c, pool, life));
     });
+  });
+ingest.command('opcua')
+  .description('Read every OPC_UA device of the registry (monitored items per channel), plus OPCUA_ENDPOINT_URL/OPCUA_NODE_IDS if set.')
+  .action(async () => {
+    const c = config();
+    const life = new Lifecycle();
+    await runUntilSignal(life, async () => {
+      const db = await resolveDatabase(c, life);
+      const pool = createPool(db.url, life, 6, 'iot-ingest-opcua');
+      await startOpcuaIngest(c, pool, life, await startIngestBase(c, pool, life));
+    });
+  });
+ingest.command('modbus')
+  .description('Poll every MODBUS device of the registry over Modbus TCP.')
+  .action(async () => {
+    const c = config();
+    const life = new Lifecycle();
+    await runUntilSignal(life, async () => {
+      const db = await resolveDatabase(c, life);
+      const pool = createPool(db.url, life, 6, 'iot-ingest-modbus');
+      await startModbusIngest(c, pool, life, await startIngestBase(c, pool, life));
+    });
+  });
+
+const opcua = program.command('opcua').description('The OPC UA ingestor\'s certificates (DATA_DIR/opcua-pki).');
+opcua.command('trust <certificate-file>')
+  .description('Trust an OPC UA server certificate (DER or PEM), e.g. one listed by `iot opcua rejected`.')
+  .action(async (file: string) => {
+    const c = config();
+    await trustCertificate(await openPki(join(c.DATA_DIR, 'opcua-pki')), file);
+    process.stdout.write(`trusted ${file}\n`);
+  });
+opcua.command('rejected')
+  .description('List server certificates the ingestor refused (waiting for `iot opcua trust`).')
+  .action(async () => {
+    const c = config();
+    for (const f of rejectedCertificates(await openPki(join(c.DATA_DIR, 'opcua-pki')))) process.stdout.write(`${f}\n`);
   });
 
 program.command('simulate')

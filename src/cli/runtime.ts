@@ -11,6 +11,10 @@ import { logger } from '../lib/log';
 import { MqttIngestor, registerMqttMetrics } from '../ingest/mqtt';
 import { RegistryCache } from '../ingest/registry';
 import { ReadingSink, registerSinkMetrics } from '../ingest/sink';
+import { ModbusPoller } from '../ingest/modbus/poller';
+import { registerModbusMetrics } from '../ingest/modbus/metrics';
+import { OpcuaIngestor, registerOpcuaMetrics } from '../ingest/opcua/ingestor';
+import { applyQuickOpcuaSetup, QUICK_DEVICE_CODE } from '../ingest/opcua/quick-setup';
 
 const log = logger('runtime');
 /** How long the sink keeps trying to write at shutdown before it spills the rest. */
@@ -101,6 +105,7 @@ export function migrateWithConfig(url: string, config: Config) {
       pressureMin: config.SENSOR_PRESSURE_MIN,
       pressureMax: config.SENSOR_PRESSURE_MAX,
     },
+    liveReadingIntervalMs: config.LIVE_READING_INTERVAL_MS,
   });
 }
 
@@ -117,7 +122,14 @@ export async function resolveBroker(config: Config, life: Lifecycle): Promise<st
   return broker.url;
 }
 
-export async function startMqttIngest(config: Config, pool: Pool, brokerUrl: string, life: Lifecycle) {
+/** What every ingestor of a process shares: one registry cache and one reading sink. */
+export interface IngestBase { registry: RegistryCache; sink: ReadingSink }
+
+/**
+ * The registry cache and the sink, started once per process; the ingestors started after it are
+ * stopped before it (Lifecycle stops the last started first), so the sink writes what they handed over.
+ */
+export async function startIngestBase(config: Config, pool: Pool, life: Lifecycle): Promise<IngestBase> {
   const registry = new RegistryCache(pool);
   await registry.start();
   life.add('registry cache', () => registry.stop());
@@ -132,11 +144,17 @@ export async function startMqttIngest(config: Config, pool: Pool, brokerUrl: str
     spillDir: join(config.DATA_DIR, 'ingest-spill'), spillMaxBytes: config.INGEST_SPILL_MAX_MB * 1024 * 1024,
   });
   // Shutdown: the process exits 20 s after the signal whatever happens (src/cli/main.ts), and the
-  // MQTT ingestor stops first (up to 5 s). What the sink cannot write within SINK_FLUSH_DEADLINE_MS
+  // ingestors stop first (MQTT up to 5 s). What the sink cannot write within SINK_FLUSH_DEADLINE_MS
   // goes to a spill file in DATA_DIR/ingest-spill, stored by the next start.
   life.add('reading sink', () => sink.close({ deadlineMs: SINK_FLUSH_DEADLINE_MS }));
   // What an earlier run spilled (the database was down when it stopped): stored in the background.
   void sink.replaySpills();
+  const unregisterSink = registerSinkMetrics(sink);
+  life.add('sink metrics', async () => unregisterSink());
+  return { registry, sink };
+}
+
+export async function startMqttIngest(config: Config, pool: Pool, brokerUrl: string, life: Lifecycle, { registry, sink }: IngestBase) {
   const ingestor = new MqttIngestor({
     brokerUrl, topics: config.MQTT_TOPICS.split(',').map((t) => t.trim()).filter(Boolean), qos: config.MQTT_QOS as 0 | 1 | 2,
     clientId: config.MQTT_CLIENT_ID, username: config.MQTT_USERNAME, password: config.MQTT_PASSWORD,
@@ -147,7 +165,37 @@ export async function startMqttIngest(config: Config, pool: Pool, brokerUrl: str
   }, registry, sink);
   await ingestor.start();
   life.add('MQTT ingestor', () => ingestor.stop());
-  const unregister = [registerMqttMetrics(ingestor), registerSinkMetrics(sink)];
-  life.add('metrics', async () => unregister.forEach((remove) => remove()));
-  return { registry, sink, ingestor };
+  const unregister = registerMqttMetrics(ingestor);
+  life.add('MQTT metrics', async () => unregister());
+  return ingestor;
+}
+
+/** OPC UA: every OPC_UA device of the registry (none is fine: devices added later are picked up live). */
+export async function startOpcuaIngest(config: Config, pool: Pool, life: Lifecycle, { registry, sink }: IngestBase) {
+  if (config.OPCUA_ENDPOINT_URL && config.OPCUA_NODE_IDS) {
+    const made = await applyQuickOpcuaSetup(pool, config.OPCUA_ENDPOINT_URL, config.OPCUA_NODE_IDS, config.OPCUA_WORK_CENTER);
+    if (typeof made === 'object') log.warn('OPCUA_ENDPOINT_URL/OPCUA_NODE_IDS: no quick OPC UA device made', { problem: made.problem });
+    else log.info('quick OPC UA device ready', { device: QUICK_DEVICE_CODE, endpoint: config.OPCUA_ENDPOINT_URL, nodes: config.OPCUA_NODE_IDS.length });
+  }
+  const ingestor = new OpcuaIngestor({
+    pkiDir: join(config.DATA_DIR, 'opcua-pki'), acceptUnknownCertificates: config.OPCUA_ACCEPT_UNKNOWN_CERTIFICATES,
+    reconnectMaxMs: config.OPCUA_RECONNECT_MAX_MS,
+  }, registry, sink, pool);
+  await ingestor.start();
+  life.add('OPC UA ingestor', () => ingestor.stop());
+  const unregister = registerOpcuaMetrics(ingestor);
+  life.add('OPC UA metrics', async () => unregister());
+  return ingestor;
+}
+
+/** Modbus TCP: polls every MODBUS device of the registry on its own timer. */
+export async function startModbusIngest(config: Config, pool: Pool, life: Lifecycle, { registry, sink }: IngestBase) {
+  const poller = new ModbusPoller(pool, registry, sink, {
+    pollIntervalMs: config.MODBUS_POLL_INTERVAL_MS, timeoutMs: config.MODBUS_TIMEOUT_MS, faultThreshold: config.MODBUS_FAULT_THRESHOLD,
+  });
+  await poller.start();
+  life.add('Modbus poller', () => poller.stop());
+  const unregister = registerModbusMetrics(poller);
+  life.add('Modbus metrics', async () => unregister());
+  return poller;
 }

@@ -4,6 +4,7 @@
 // says the registry changed (NOTIFY iot_registry_changed from sql/120_registry_notify.sql and sql/115_units.sql),
 // on a miss (at most every few seconds, so a newly registered device is seen at once) and
 // every minute as a safety net.
+import { EventEmitter } from 'node:events';
 import type { Pool, PoolClient } from 'pg';
 import { logger } from '../lib/log';
 import type { Quality } from './reading';
@@ -78,6 +79,7 @@ export class RegistryCache {
   private next: Promise<void> | undefined;
   private stale = false;
   private stopped = false;
+  private readonly reloads = new EventEmitter();
   version = 0;
 
   constructor(private readonly pool: Pool, private readonly missReloadMs = 2000) {}
@@ -201,7 +203,17 @@ export class RegistryCache {
     }
     this.snapshot = next;
     this.version++;
+    this.reloads.emit('reloaded');
     log.debug('registry loaded', { facilities: next.facilities.size, channels: next.channels.length, units: byName.size });
+  }
+
+  /**
+   * Called after every reload (a registry change, a miss, the safety-net minute), for ingestors
+   * that diff the registry against what they run (OPC UA sessions). Returns the removal.
+   */
+  onReload(listener: () => void): () => void {
+    this.reloads.on('reloaded', listener);
+    return () => this.reloads.off('reloaded', listener);
   }
 
   facility(code: string): FacilityInfo | undefined {

@@ -111,9 +111,17 @@ export const specs = {
     description: 'Subscribe as `$share/<group>/<topic>` so several ingestors split the load (MQTT 5 brokers).' },
   MQTT_QOS: { ...int(0, 2), default: '1', description: 'QoS of the ingest subscription.' },
   OPCUA_ENDPOINT_URL: { ...url('opc.tcp:'), default: undefined,
-    description: 'One OPC UA server, configured quickly (with OPCUA_NODE_IDS). Checked at start; the OPC UA ingestor that will read it is a later issue, so today nothing is read from it (a line at start says so).' },
+    description: 'One OPC UA server, configured quickly (with OPCUA_NODE_IDS): at start they become the device `opcua-quick` (security None, anonymous) on OPCUA_WORK_CENTER. Devices registered with connection_type OPC_UA need neither.' },
   OPCUA_NODE_IDS: { ...nodeIds(), default: undefined,
-    description: 'Comma-separated NodeIds to read from OPCUA_ENDPOINT_URL, e.g. `ns=2;s=Press1.Temperature` (string identifiers cannot contain a comma).' },
+    description: 'Comma-separated NodeIds to read from OPCUA_ENDPOINT_URL, e.g. `ns=2;s=Press1.Temperature` (string identifiers cannot contain a comma; the sensor type is taken from the identifier\'s last word).' },
+  OPCUA_WORK_CENTER: { ...text(), default: undefined,
+    description: 'FACILITY/WORKCENTER codes of the work center the quick OPC UA device belongs to; may be left out when the plant has one work center.' },
+  OPCUA_ACCEPT_UNKNOWN_CERTIFICATES: { ...bool(), default: 'false',
+    description: 'Trust any OPC UA server certificate on first sight (laboratories only). Otherwise an unknown certificate lands in DATA_DIR/opcua-pki/rejected and `iot opcua trust <file>` trusts it.' },
+  OPCUA_RECONNECT_MAX_MS: { ...int(1000, 3600000), default: '30000', description: 'Longest wait between reconnect attempts to an OPC UA server (the first is after 0.5 s, doubling).' },
+  MODBUS_POLL_INTERVAL_MS: { ...int(10, 3600000), default: '1000', description: 'Poll interval of Modbus TCP devices whose connection_config has no pollIntervalMs.' },
+  MODBUS_TIMEOUT_MS: { ...int(50, 600000), default: '1000', description: 'Connect and per-request timeout of Modbus TCP polls.' },
+  MODBUS_FAULT_THRESHOLD: { ...int(1, 1000), default: '3', description: 'Failed Modbus polls in a row before an equipment event is raised (one per outage, one on recovery).' },
   INGEST_BATCH_SIZE: { ...int(1, 1000000), default: '5000', description: 'Readings per COPY batch at most.' },
   INGEST_BATCH_MAX_WAIT_MS: { ...int(1, 60000), default: '200', description: 'Longest a reading waits before its batch is written.' },
   INGEST_BUFFER_MAX: { ...int(1, 10000000), default: '100000',
@@ -222,12 +230,8 @@ export function configNotices(config: Config): ConfigNotice[] {
   if (config.REDIS_PUBSUB_URL) {
     notices.push({ level: 'info', message: 'REDIS_PUBSUB_URL is set but not needed: GraphQL subscriptions use PostgreSQL LISTEN/NOTIFY here, no Redis is used', fields: {} });
   }
-  if (config.OPCUA_ENDPOINT_URL || config.OPCUA_NODE_IDS) {
-    notices.push({ level: 'warn', message: 'OPCUA_ENDPOINT_URL/OPCUA_NODE_IDS are valid but not read yet: the OPC UA ingestor is a later issue; use MQTT for now',
-      fields: { endpoint: config.OPCUA_ENDPOINT_URL, nodes: config.OPCUA_NODE_IDS?.length } });
-  }
   if (config.OPCUA_NODE_IDS && !config.OPCUA_ENDPOINT_URL) {
-    notices.push({ level: 'warn', message: 'OPCUA_NODE_IDS is set without OPCUA_ENDPOINT_URL', fields: {} });
+    notices.push({ level: 'warn', message: 'OPCUA_NODE_IDS is set without OPCUA_ENDPOINT_URL: no quick OPC UA device is made', fields: {} });
   }
   return notices;
 }
