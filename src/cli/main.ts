@@ -12,7 +12,7 @@ import { DEMO_TENANT, seedDemoHistory, seedDemoPlant } from '../sim/demo-plant';
 import { startMqttSimulator } from '../sim/mqtt-publisher';
 import {
   Lifecycle, StartInterrupted, createPool, migrateWithConfig, resolveBroker, resolveDatabase, startIngestBase, startModbusIngest, startMqttIngest,
-  startOpcuaIngest,
+  startOpcuaIngest, startSparkplugIngest,
 } from './runtime';
 import { openPki, rejectedCertificates, trustCertificate } from '../ingest/opcua/pki';
 
@@ -104,7 +104,7 @@ const program = new Command('iot')
   .showHelpAfterError();
 
 program.command('start')
-  .description('Run everything: database (embedded unless DATABASE_URL), migrations, API, worker, MQTT broker (in-process unless MQTT_BROKER_URL), MQTT ingestor and, by default with the embedded database, the demo plant.')
+  .description('Run everything: database (embedded unless DATABASE_URL), migrations, API, worker, MQTT broker (in-process unless MQTT_BROKER_URL), the ingestors (MQTT JSON, Sparkplug B, OPC UA, Modbus TCP) and, by default with the embedded database, the demo plant.')
   .action(async () => {
     const c = config();
     const life = new Lifecycle();
@@ -138,6 +138,7 @@ program.command('start')
       await startMqttIngest(c, pool, brokerUrl, life, base);
       await startOpcuaIngest(c, pool, life, base);
       await startModbusIngest(c, pool, life, base);
+      await startSparkplugIngest(c, pool, brokerUrl, life, base);
       // Score once a minute after start rather than waiting for the next interval boundary.
       await worker.addJob('health__calculate_scores', { now: true },
         { runAt: new Date(Date.now() + 60_000), jobKey: 'health:startup' });
@@ -223,6 +224,19 @@ ingest.command('modbus')
       const db = await resolveDatabase(c, life);
       const pool = createPool(db.url, life, 6, 'iot-ingest-modbus');
       await startModbusIngest(c, pool, life, await startIngestBase(c, pool, life));
+    });
+  });
+
+ingest.command('sparkplug')
+  .description('Subscribe to spBv1.0/# on SPARKPLUG_BROKER_URL (or MQTT_BROKER_URL) and store Sparkplug B metrics of registered devices.')
+  .action(async () => {
+    const c = config();
+    const life = new Lifecycle();
+    await runUntilSignal(life, async () => {
+      const db = await resolveDatabase(c, life);
+      const pool = createPool(db.url, life, 6, 'iot-ingest-sparkplug');
+      const brokerUrl = c.SPARKPLUG_BROKER_URL ?? await resolveBroker(c, life);
+      await startSparkplugIngest(c, pool, brokerUrl, life, await startIngestBase(c, pool, life));
     });
   });
 

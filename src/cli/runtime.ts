@@ -15,6 +15,7 @@ import { ModbusPoller } from '../ingest/modbus/poller';
 import { registerModbusMetrics } from '../ingest/modbus/metrics';
 import { OpcuaIngestor, registerOpcuaMetrics } from '../ingest/opcua/ingestor';
 import { applyQuickOpcuaSetup, QUICK_DEVICE_CODE } from '../ingest/opcua/quick-setup';
+import { registerSparkplugMetrics, SparkplugIngestor } from '../ingest/sparkplug/ingestor';
 
 const log = logger('runtime');
 /** How long the sink keeps trying to write at shutdown before it spills the rest. */
@@ -198,4 +199,19 @@ export async function startModbusIngest(config: Config, pool: Pool, life: Lifecy
   const unregister = registerModbusMetrics(poller);
   life.add('Modbus metrics', async () => unregister());
   return poller;
+}
+
+/** Sparkplug B (spBv1.0/#): births, data and deaths of edge nodes mapped to registry devices. */
+export async function startSparkplugIngest(config: Config, pool: Pool, brokerUrl: string, life: Lifecycle, { registry, sink }: IngestBase) {
+  const ingestor = new SparkplugIngestor({
+    brokerUrl: config.SPARKPLUG_BROKER_URL ?? brokerUrl, clientId: config.SPARKPLUG_CLIENT_ID,
+    username: config.MQTT_USERNAME, password: config.MQTT_PASSWORD, stateDir: join(config.DATA_DIR, 'sparkplug'),
+    rebirthIntervalMs: config.SPARKPLUG_REBIRTH_INTERVAL_MS, reorderTimeoutMs: config.SPARKPLUG_REORDER_TIMEOUT_MS,
+    hostId: config.SPARKPLUG_HOST_ID,
+  }, registry, sink, pool);
+  await ingestor.start();
+  life.add('Sparkplug ingestor', () => ingestor.stop());
+  const unregister = registerSparkplugMetrics(ingestor);
+  life.add('Sparkplug metrics', async () => unregister());
+  return ingestor;
 }
