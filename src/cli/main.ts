@@ -12,8 +12,9 @@ import { DEMO_TENANT, seedDemoHistory, seedDemoPlant } from '../sim/demo-plant';
 import { startMqttSimulator } from '../sim/mqtt-publisher';
 import {
   Lifecycle, StartInterrupted, createPool, migrateWithConfig, resolveBroker, resolveDatabase, startIngestBase, startModbusIngest, startMqttIngest,
-  startOpcuaIngest, startSparkplugIngest,
+  startOpcuaIngest, startSparkplugIngest, restIngestForApi, startRestIngest,
 } from './runtime';
+import { createDeviceKey, listDeviceKeys, revokeDeviceKey } from '../ingest/rest/device-keys';
 import { openPki, rejectedCertificates, trustCertificate } from '../ingest/opcua/pki';
 
 const log = logger('iot');
@@ -145,7 +146,7 @@ program.command('start')
       const api = await startApi({
         pool, host: c.HOST, port: c.PORT, jwtSecret: secret, graphiql: c.GRAPHIQL_ENABLED,
         websockets: c.GRAPHQL_WS_ENABLED, graphqlPath: c.GRAPHQL_WS_PATH, maxPageSize: c.API_MAX_PAGE_SIZE,
-        ...apiLimitsFromConfig(c), component: 'all',
+        ...apiLimitsFromConfig(c), component: 'all', restIngest: restIngestForApi(c, pool, base),
       });
       life.add('API', () => api.close());
       if (demo) {
@@ -237,6 +238,56 @@ ingest.command('sparkplug')
       const pool = createPool(db.url, life, 6, 'iot-ingest-sparkplug');
       const brokerUrl = c.SPARKPLUG_BROKER_URL ?? await resolveBroker(c, life);
       await startSparkplugIngest(c, pool, brokerUrl, life, await startIngestBase(c, pool, life));
+    });
+  });
+
+ingest.command('rest')
+  .description('Serve POST /ingest/readings on REST_INGEST_HOST:REST_INGEST_PORT for REST_API devices (JSON or CSV, one API key per device).')
+  .action(async () => {
+    const c = config();
+    const life = new Lifecycle();
+    await runUntilSignal(life, async () => {
+      const db = await resolveDatabase(c, life);
+      const pool = createPool(db.url, life, 6, 'iot-ingest-rest');
+      await startRestIngest(c, pool, life, await startIngestBase(c, pool, life));
+    });
+  });
+
+const deviceKey = program.command('device-key').description('API keys of REST_API devices (shown once; only a salted hash is stored).');
+deviceKey.command('create <device>')
+  .description('Make a key for a REST_API device (its code or id); prints the key alone on stdout.')
+  .option('--label <text>', 'what the key is for (e.g. the gateway\'s name)')
+  .action(async (device: string, opts: { label?: string }) => {
+    const c = config();
+    await runOnce(async (life) => {
+      const db = await resolveDatabase(c, life, { joinRunning: true });
+      const pool = createPool(db.url, life, 1, 'iot-device-key');
+      process.stdout.write(`${(await createDeviceKey(pool, device, opts.label)).apiKey}\n`);
+    });
+  });
+deviceKey.command('list [device]')
+  .description('List keys (id, device, label, created, revoked), of one device or all.')
+  .action(async (device: string | undefined) => {
+    const c = config();
+    await runOnce(async (life) => {
+      const db = await resolveDatabase(c, life, { joinRunning: true });
+      const pool = createPool(db.url, life, 1, 'iot-device-key');
+      for (const k of await listDeviceKeys(pool, device)) {
+        process.stdout.write(`${k.key_id}\t${k.device_code}\t${k.label ?? ''}\t${k.created_at.toISOString()}\t${k.revoked_at ? `revoked ${k.revoked_at.toISOString()}` : 'active'}\n`);
+      }
+    });
+  });
+deviceKey.command('revoke <keyId>')
+  .description('Revoke a key (refused within REST_INGEST_KEY_CACHE_MS).')
+  .action(async (keyId: string) => {
+    const c = config();
+    await runOnce(async (life) => {
+      const db = await resolveDatabase(c, life, { joinRunning: true });
+      const pool = createPool(db.url, life, 1, 'iot-device-key');
+      if (!(await revokeDeviceKey(pool, keyId))) {
+        process.stderr.write(`no active key ${keyId}\n`);
+        process.exitCode = 2;
+      }
     });
   });
 

@@ -16,6 +16,8 @@ import { registerModbusMetrics } from '../ingest/modbus/metrics';
 import { OpcuaIngestor, registerOpcuaMetrics } from '../ingest/opcua/ingestor';
 import { applyQuickOpcuaSetup, QUICK_DEVICE_CODE } from '../ingest/opcua/quick-setup';
 import { registerSparkplugMetrics, SparkplugIngestor } from '../ingest/sparkplug/ingestor';
+import { RestIngestLimits, restIngestRouter } from '../ingest/rest/router';
+import { RestIngestServer } from '../ingest/rest/server';
 
 const log = logger('runtime');
 /** How long the sink keeps trying to write at shutdown before it spills the rest. */
@@ -214,4 +216,29 @@ export async function startSparkplugIngest(config: Config, pool: Pool, brokerUrl
   const unregister = registerSparkplugMetrics(ingestor);
   life.add('Sparkplug metrics', async () => unregister());
   return ingestor;
+}
+
+/** The REST ingest limits from the configuration (the same message limits as MQTT). */
+export function restIngestLimits(config: Config): Partial<RestIngestLimits> {
+  return {
+    maxFutureMs: config.INGEST_MAX_FUTURE_SECONDS * 1000, maxAgeMs: config.INGEST_MAX_AGE_DAYS * 86_400_000,
+    maxMessageBytes: config.INGEST_MAX_MESSAGE_BYTES, maxReadingsPerMessage: config.INGEST_MAX_READINGS_PER_MESSAGE,
+    keyCacheMs: config.REST_INGEST_KEY_CACHE_MS, commitTimeoutMs: config.REST_INGEST_COMMIT_TIMEOUT_MS,
+    requestsPerSecondPerKey: config.REST_INGEST_RATE_PER_KEY,
+  };
+}
+
+/** REST ingest mounted on the API (`iot start`): POST /ingest/readings on the API's port. */
+export function restIngestForApi(config: Config, pool: Pool, { registry, sink }: IngestBase) {
+  return restIngestRouter({ sink, registry, pool, limits: restIngestLimits(config) });
+}
+
+/** REST ingest on its own port (`iot ingest rest`). */
+export async function startRestIngest(config: Config, pool: Pool, life: Lifecycle, { registry, sink }: IngestBase) {
+  const server = new RestIngestServer({ port: config.REST_INGEST_PORT, host: config.REST_INGEST_HOST, limits: restIngestLimits(config) },
+    registry, sink, pool);
+  await server.start();
+  life.add('REST ingest', () => server.stop());
+  log.info('REST ingest listening', { url: `${server.url}/ingest/readings` });
+  return server;
 }

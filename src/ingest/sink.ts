@@ -200,6 +200,28 @@ interface SpillOrigin {
 }
 type Tagged = { [ORIGIN]?: SpillOrigin };
 
+/** What store() answers once every reading handed in is committed or dead-lettered. Indexes are positions in the array given. */
+export interface StoreResult {
+  stored: number;
+  duplicates: number;
+  /** Readings already stored (same device, sensor type and time), not stored again. */
+  duplicateIndexes: number[];
+  /** Readings kept as dead letters instead, with the dead letter's reason; in index order. */
+  refused: { index: number; reason: string }[];
+}
+// store(): each reading it buffers carries its receipt, so the batch that commits it can say how it went.
+const RECEIPT = Symbol('store receipt');
+interface Receipt {
+  pending: number;
+  result: StoreResult;
+  resolve(result: StoreResult): void;
+  reject(error: Error): void;
+}
+type Receipted = { [RECEIPT]?: { receipt: Receipt; index: number } };
+/** Longest store()'s readings wait for their batch to close (add()'s wait for maxWaitMs). */
+const STORE_MAX_WAIT_MS = 20;
+const receiptKey = (deviceId: string, sensorType: string, ms: number) => `${deviceId}|${sensorType}|${ms}`;
+
 interface Attempt {
   batch: Reading[];
   letters: PreparedDeadLetter[];
@@ -227,6 +249,7 @@ export class ReadingSink extends EventEmitter {
   /** Dead letters in their plainest form (plainDeadLetter): if the database refuses one, it is held and retried. */
   private readonly plain = new WeakSet<PreparedDeadLetter>();
   private readonly claims = new Map<string, SpillOrigin>();
+  private readonly receipts = new Set<Receipt>();
   private replaying: Promise<void> | undefined;
   private lastDownLog = 0;
   private readonly writers: number;
@@ -311,6 +334,100 @@ export class ReadingSink extends EventEmitter {
     return this.buffer.length;
   }
 
+  /** True while the buffer is at its bound (add() would return false). */
+  get bufferFull(): boolean {
+    return this.buffer.length >= this.options.bufferMax;
+  }
+
+  /**
+   * Like add(), for callers that must answer for each reading (REST ingest): resolves once every
+   * reading is committed (stored, or skipped as a duplicate) or kept as a dead letter, saying which.
+   * Rejects if the sink closes first (what was not written is in the spill file; sending it again
+   * is safe, duplicates are skipped). Costs add() nothing: only batches holding such readings ask the
+   * database which of their rows it inserted.
+   */
+  store(readings: Reading[]): Promise<StoreResult> {
+    if (this.closed || this.closing) return Promise.reject(new Error('ReadingSink is closing; nothing was stored'));
+    return new Promise<StoreResult>((resolve, reject) => {
+      const receipt: Receipt = { pending: 0, result: { stored: 0, duplicates: 0, duplicateIndexes: [], refused: [] }, resolve, reject };
+      const now = Date.now();
+      const refused: DeadLetter[] = [];
+      readings.forEach((r, index) => {
+        const problem = readingProblem(r, now, this.maxAgeMs, this.maxFutureMs);
+        if (problem) {
+          const reason = `reading refused before writing: ${problem}`;
+          refused.push(this.refusedLetter(r, reason));
+          receipt.result.refused.push({ index, reason });
+          return;
+        }
+        receipt.pending++;
+        // A copy carries the receipt: the caller's object may be handed in again.
+        this.buffer.push({ ...r, [RECEIPT]: { receipt, index } } as Reading);
+      });
+      this.stats.received += readings.length;
+      this.stats.buffered = this.buffer.length;
+      if (refused.length) this.reject(refused);
+      if (receipt.pending === 0) resolve(receipt.result);
+      else this.receipts.add(receipt);
+      this.schedule();
+      // A caller waits for the answer: its batch closes within STORE_MAX_WAIT_MS, not INGEST_BATCH_MAX_WAIT_MS.
+      if (receipt.pending && this.timer && this.options.maxWaitMs > STORE_MAX_WAIT_MS) {
+        clearTimeout(this.timer);
+        this.timer = setTimeout(() => {
+          this.timer = undefined;
+          this.kick();
+        }, STORE_MAX_WAIT_MS);
+      }
+    });
+  }
+
+  /** In a batch transaction, after ingest_staged_readings(): per (device, sensor type, time) still staged, whether this transaction inserted it. */
+  private async receiptOutcomes(client: PoolClient, batch: Reading[]): Promise<Map<string, { inserted: boolean }> | undefined> {
+    const devices = new Set<string>();
+    for (const r of batch) if ((r as Receipted)[RECEIPT]) devices.add(r.deviceId);
+    if (!devices.size) return undefined;
+    // Rows the function dead-lettered (orphans) are no longer staged; a row this transaction wrote has its xmin.
+    const { rows } = await client.query<{ device_id: string; sensor_type: string; time: Date; inserted: boolean }>(
+      `select s.device_id::text as device_id, s.sensor_type, s.time,
+              exists (select 1 from iot_private.sensor_readings r
+                      where r.device_id = s.device_id and r.time = s.time and r.sensor_type = s.sensor_type
+                        and r.xmin = pg_current_xact_id()::xid) as inserted
+       from pg_temp.reading_staging s where s.device_id = any ($1::uuid[])`, [[...devices]]);
+    const out = new Map<string, { inserted: boolean }>();
+    for (const row of rows) out.set(receiptKey(row.device_id, row.sensor_type, row.time.getTime()), { inserted: row.inserted });
+    return out;
+  }
+
+  /** After the commit: each receipted reading of the batch was stored, a duplicate, or moved to dead letters by the database. */
+  private settleReceipts(batch: Reading[], outcomes: Map<string, { inserted: boolean }>): void {
+    for (const r of batch) {
+      if (!(r as Receipted)[RECEIPT]) continue;
+      const o = outcomes.get(receiptKey(r.deviceId.toLowerCase(), r.sensorType, r.time.getTime()));
+      if (!o) this.receiptOutcome(r, `channel ${r.sensorType} of device ${r.deviceId} is not registered or not active`);
+      else if (o.inserted) {
+        o.inserted = false; // two readings with one key in a batch: the first is stored, the next a duplicate
+        this.receiptOutcome(r, 'stored');
+      } else this.receiptOutcome(r, 'duplicate');
+    }
+  }
+
+  private receiptOutcome(r: Reading, outcome: string): void {
+    const tag = (r as Receipted)[RECEIPT];
+    if (!tag) return;
+    delete (r as Receipted)[RECEIPT];
+    const { receipt, index } = tag;
+    if (outcome === 'stored') receipt.result.stored++;
+    else if (outcome === 'duplicate') {
+      receipt.result.duplicates++;
+      receipt.result.duplicateIndexes.push(index);
+    } else receipt.result.refused.push({ index, reason: outcome });
+    if (--receipt.pending > 0) return;
+    this.receipts.delete(receipt);
+    receipt.result.refused.sort((a, b) => a.index - b.index);
+    receipt.result.duplicateIndexes.sort((a, b) => a - b);
+    receipt.resolve(receipt.result);
+  }
+
   /** Writes everything queued so far (dead letters held for a retry excepted). */
   async flush(): Promise<void> {
     this.kick();
@@ -342,6 +459,11 @@ export class ReadingSink extends EventEmitter {
       else if (this.spilled) await removeSpill(file); // its unwritten part is in the new spill file
     }
     this.closed = true;
+    for (const receipt of this.receipts) {
+      receipt.reject(new Error(`the sink closed before ${receipt.pending} of these readings were committed; ` +
+        'they are in the spill file for the next start, and sending them again is safe (duplicates are skipped)'));
+    }
+    this.receipts.clear();
     if (this.timer) clearTimeout(this.timer);
     if (this.stuckTimer) clearTimeout(this.stuckTimer);
   }
@@ -609,6 +731,7 @@ export class ReadingSink extends EventEmitter {
         `set local idle_in_transaction_session_timeout = ${ms}`);
       if (letters.length) await client.query('select iot_private.record_dead_letters($1::jsonb)', [lettersJson]);
       let result = { inserted: '0', duplicates: '0', rejected: '0' };
+      let outcomes: Map<string, { inserted: boolean }> | undefined;
       if (batch.length) {
         await client.query('select iot_private.create_reading_staging()');
         await new Promise<void>((resolve, reject) => {
@@ -625,8 +748,10 @@ export class ReadingSink extends EventEmitter {
         });
         ({ rows: [result] } = await client.query<{ inserted: string; duplicates: string; rejected: string }>(
           'select * from iot_private.ingest_staged_readings()'));
+        if (this.receipts.size) outcomes = await this.receiptOutcomes(client, batch); // only while store() waits
       }
       await client.query('commit');
+      if (outcomes) this.settleReceipts(batch, outcomes);
       batchCommitted(batch, Number(result.inserted), letters.length);
       this.stats.stored += Number(result.inserted);
       this.stats.duplicates += Number(result.duplicates);
@@ -690,7 +815,9 @@ export class ReadingSink extends EventEmitter {
       const letter = prepareDeadLetter(this.refusedLetter(r, reason), this.limits);
       (letter as Tagged)[ORIGIN] = (r as Tagged)[ORIGIN];
       this.settled.add(r);
-      return this.write([], [letter]);
+      await this.write([], [letter]);
+      this.receiptOutcome(r, reason);
+      return;
     }
     const half = Math.ceil(batch.length / 2);
     await this.write(batch.slice(0, half), []);

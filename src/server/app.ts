@@ -76,6 +76,8 @@ export interface ApiOptions {
   slowQueryMs?: number;
   /** What this process runs, in system_resource_metrics (api, all). */
   component?: string;
+  /** REST ingest (src/ingest/rest) served at /ingest on this port, as `iot start` does. */
+  restIngest?: express.Router;
 }
 
 type ConfiguredLimits = 'statementTimeoutMs' | 'maxQueryDepth' | 'maxQueryCost' | 'tokenMaxLifetimeDays' | 'healthTimeoutMs' | 'wsPath'
@@ -180,6 +182,7 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
   app.use(options.graphqlPath, apiPerformanceLog({ writer: perfLog, slowMs: options.slowQueryMs ?? fromSpec('API_SLOW_QUERY_MS'),
     callerOf: (req) => verifyRequest(req, tokens) }));
   app.use(options.graphqlPath, requestScope((pid) => control.cancel(pid)));
+  if (options.restIngest) app.use('/ingest', options.restIngest); // reads its own body: nothing before it may parse it
   app.use(middleware);
 
   const server = createServer(app);
