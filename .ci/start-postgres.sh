@@ -1,24 +1,35 @@
 #!/usr/bin/env bash
 # Start a throw-away PostgreSQL cluster for the tests, with TimescaleDB preloaded.
 #
-#   data dir : /var/tmp/iot-ci-pg/data   (initdb'd on first run, owned by postgres)
-#   log      : /var/tmp/iot-ci-pg/postgres.log
-#   listen   : 127.0.0.1:5433 only (unix socket in /var/tmp/iot-ci-pg/run)
+#   CI_PG_TIER=2 (default): system PostgreSQL + Debian's Apache-only TimescaleDB (.ci/install-timescaledb.sh)
+#     data dir : /var/tmp/iot-ci-pg/data   (initdb'd on first run, owned by postgres)
+#     log      : /var/tmp/iot-ci-pg/postgres.log
+#     listen   : 127.0.0.1:5433 only (unix socket in /var/tmp/iot-ci-pg/run)
+#   CI_PG_TIER=1: the private PostgreSQL 15 copy with TimescaleDB 2.28.3 community build
+#     (.ci/install-timescaledb-community.sh), timescaledb.license = 'timescale'
+#     data dir : /var/tmp/iot-ci-pg1/data, listen 127.0.0.1:5434
 #   auth     : TCP from 127.0.0.1 -> scram-sha-256 (postgres/postgres); unix socket -> trust
 #   tuned for test speed: fsync/synchronous_commit/full_page_writes off (NOT crash-safe)
 #
 # Idempotent: if the server is already accepting connections it just prints the URL.
-# Env: PG_MAJOR (default: 15 if installed, else highest under /usr/lib/postgresql),
-#      CI_PG_PORT (5433), CI_PG_ROOT (/var/tmp/iot-ci-pg).
-# Requires: .ci/install-timescaledb.sh to have run.
+# Env: CI_PG_TIER (2), PG_MAJOR (default: 15 if installed, else highest under /usr/lib/postgresql),
+#      CI_PG_PORT (5433 / tier 1: 5434), CI_PG_ROOT (/var/tmp/iot-ci-pg / tier 1: /var/tmp/iot-ci-pg1),
+#      TSDB1_PREFIX (/opt/pg15-tsdb-community).
+# Requires: .ci/install-timescaledb.sh (tier 2) or .ci/install-timescaledb-community.sh (tier 1) to have run.
 set -euo pipefail
 
 log() { echo "[start-postgres] $*"; }
 die() { echo "[start-postgres] ERROR: $*" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] || die "must run as root"
 
-PORT=${CI_PG_PORT:-5433}
-ROOT=${CI_PG_ROOT:-/var/tmp/iot-ci-pg}
+TIER=${CI_PG_TIER:-2}
+case "$TIER" in
+  1) PORT=${CI_PG_PORT:-5434}; ROOT=${CI_PG_ROOT:-/var/tmp/iot-ci-pg1}; LICENSE=timescale
+     PG_PREFIX=${TSDB1_PREFIX:-/opt/pg15-tsdb-community}; PG_MAJOR=15 ;;
+  # The Apache-only build has no timescaledb.license setting at all: none is written for tier 2.
+  2) PORT=${CI_PG_PORT:-5433}; ROOT=${CI_PG_ROOT:-/var/tmp/iot-ci-pg}; LICENSE=; PG_PREFIX= ;;
+  *) die "CI_PG_TIER must be 1 or 2, not '$TIER'" ;;
+esac
 DATA=$ROOT/data
 RUN=$ROOT/run
 LOGFILE=$ROOT/postgres.log
@@ -35,8 +46,9 @@ detect_pg_major() {
   echo "$best"
 }
 PG_MAJOR=${PG_MAJOR:-$(detect_pg_major)}
-[[ -n $PG_MAJOR && -x /usr/lib/postgresql/$PG_MAJOR/bin/postgres ]] || die "no PostgreSQL server installed"
-BIN=/usr/lib/postgresql/$PG_MAJOR/bin
+[[ -n $PG_MAJOR && -x $PG_PREFIX/usr/lib/postgresql/$PG_MAJOR/bin/postgres ]] \
+  || die "no PostgreSQL $PG_MAJOR server under ${PG_PREFIX:-/}usr/lib/postgresql"
+BIN=$PG_PREFIX/usr/lib/postgresql/$PG_MAJOR/bin
 
 cd /   # the postgres user may not be able to read the caller's cwd
 as_pg() { runuser -u postgres -- "$@"; }
@@ -51,15 +63,20 @@ if "$BIN/pg_isready" -q -h 127.0.0.1 -p "$PORT"; then
   exit 0
 fi
 
-[[ -f /usr/share/postgresql/$PG_MAJOR/extension/timescaledb.control ]] \
-  || die "TimescaleDB is not installed for PostgreSQL $PG_MAJOR - run .ci/install-timescaledb.sh first"
+if [[ $TIER == 1 ]]; then
+  [[ -f $PG_PREFIX/usr/share/postgresql/$PG_MAJOR/extension/timescaledb.control ]] \
+    || die "TimescaleDB (community) is not installed in $PG_PREFIX - run .ci/install-timescaledb-community.sh first"
+else
+  [[ -f /usr/share/postgresql/$PG_MAJOR/extension/timescaledb.control ]] \
+    || die "TimescaleDB is not installed for PostgreSQL $PG_MAJOR - run .ci/install-timescaledb.sh first"
+fi
 
 mkdir -p "$ROOT" "$RUN"
 chown postgres:postgres "$ROOT" "$RUN"
 chmod 0755 "$ROOT"
 
 if [[ ! -s $DATA/PG_VERSION ]]; then
-  log "initdb (PostgreSQL $PG_MAJOR) in $DATA"
+  log "initdb (PostgreSQL $PG_MAJOR, tier $TIER, $BIN) in $DATA"
   rm -rf "$DATA"
   install -d -o postgres -g postgres -m 0700 "$DATA"
   as_pg "$BIN/initdb" -D "$DATA" -U postgres -E UTF8 --locale=C.UTF-8 \
@@ -80,6 +97,7 @@ port = $PORT
 unix_socket_directories = '$RUN'
 max_connections = 200
 shared_preload_libraries = 'timescaledb'
+${LICENSE:+timescaledb.license = '$LICENSE'}
 timescaledb.telemetry_level = off
 # each database with the extension gets a scheduler background worker
 timescaledb.max_background_workers = 16
@@ -102,7 +120,7 @@ host    all       all   127.0.0.1/32   scram-sha-256
 HBA
 chown postgres:postgres "$DATA/pg_hba.conf"
 
-log "starting PostgreSQL $PG_MAJOR on 127.0.0.1:$PORT (log: $LOGFILE)"
+log "starting PostgreSQL $PG_MAJOR (tier $TIER) on 127.0.0.1:$PORT (log: $LOGFILE)"
 touch "$LOGFILE"; chown postgres:postgres "$LOGFILE"
 as_pg "$BIN/pg_ctl" -D "$DATA" -l "$LOGFILE" -w -t 60 -s start \
   || { tail -n 30 "$LOGFILE" >&2; die "pg_ctl start failed"; }
@@ -124,6 +142,12 @@ VER=$("$BIN/psql" "postgres://postgres:postgres@127.0.0.1:$PORT/$SCRATCH" -XAtq 
   -c "SET client_min_messages = warning" -c "CREATE EXTENSION timescaledb" \
   -c "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
 "$BIN/psql" "$URL" -Xq -v ON_ERROR_STOP=1 -c "DROP DATABASE $SCRATCH WITH (FORCE)"
-log "ok: timescaledb $VER loads (scratch database dropped)"
+if [[ -n $LICENSE ]]; then
+  LIC=$("$BIN/psql" "$URL" -XAtq -c "show timescaledb.license")
+  [[ $LIC == "$LICENSE" ]] || die "timescaledb.license is '$LIC', expected '$LICENSE'"
+  log "ok: timescaledb $VER loads, license $LIC (scratch database dropped)"
+else
+  log "ok: timescaledb $VER loads (scratch database dropped)"
+fi
 
 echo "$URL"

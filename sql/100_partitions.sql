@@ -242,37 +242,128 @@ as $$
 $$;
 
 -- Retention: drop whole chunks/partitions older than the cutoff. Never touches anything newer.
+-- Records how far raw readings are gone (settings 'telemetry_retained_from': the end of the newest
+-- dropped chunk/partition), so rollup refreshes start after it and keep the rollups of dropped
+-- days (sql/200_rollups.sql). Returns the chunks/partitions dropped.
 create or replace function iot_private.drop_telemetry_before(cutoff timestamptz)
   returns integer language plpgsql
   set search_path = pg_catalog, pg_temp
 as $$
 declare
   dropped integer := 0;
+  dropped_through timestamptz;
   r record;
 begin
   if iot.timescale_tier() < 3 then
+    -- drop_chunks drops the chunks wholly before the cutoff (range_end <= cutoff).
+    select max(c.range_end) into dropped_through
+    from timescaledb_information.chunks c
+    where c.hypertable_schema = 'iot_private' and c.hypertable_name = 'sensor_readings' and c.range_end <= cutoff;
     -- TimescaleDB's functions live in whatever schema the extension was created in.
     execute format('select count(*) from %I.drop_chunks(%L::regclass, older_than => $1)',
                    (select n.nspname from pg_extension e join pg_namespace n on n.oid = e.extnamespace where e.extname = 'timescaledb'),
                    'iot_private.sensor_readings')
       into dropped using cutoff;
-    return dropped;
+  else
+    for r in
+      select b.partition_name, b.to_time from iot_private.partition_bounds('sensor_readings') b
+    loop
+      -- Drop only partitions wholly before the cutoff.
+      if r.to_time <= cutoff then
+        execute format('drop table iot_private.%I', r.partition_name);
+        dropped := dropped + 1;
+        dropped_through := greatest(dropped_through, r.to_time);
+      end if;
+    end loop;
   end if;
-  for r in
-    select c.relname, pg_get_expr(c.relpartbound, c.oid) as bound
-    from pg_inherits i
-    join pg_class c on c.oid = i.inhrelid
-    where i.inhparent = 'iot_private.sensor_readings'::regclass
-  loop
-    -- Bound text is FOR VALUES FROM ('...') TO ('...'); drop only partitions wholly before the cutoff.
-    if (substring(r.bound from 'TO \(''([^'']+)''\)'))::timestamptz <= cutoff then
-      execute format('drop table iot_private.%I', r.relname);
-      dropped := dropped + 1;
-    end if;
-  end loop;
+  if dropped > 0 and dropped_through is not null then
+    insert into iot_private.settings as s (key, value) values ('telemetry_retained_from', dropped_through::text)
+    on conflict (key) do update
+      set value = greatest(s.value::timestamptz, excluded.value::timestamptz)::text, updated_at = now();
+  end if;
   return dropped;
 end
 $$;
+comment on function iot_private.drop_telemetry_before(timestamptz) is
+  'Retention of raw readings: drops whole chunks/partitions before the cutoff and records the retained-from boundary rollup refreshes start at.';
+
+-- Tier 1: compression of raw readings (TimescaleDB's columnstore): segment by device and sensor
+-- type, ordered by time, for chunks older than the setting telemetry_compress_after (default
+-- 7 days), compressed by the telemetry__compress job. Reads, rollup refreshes and late readings
+-- (deduplicated on insert) work on compressed chunks. Tiers 2-3 do not compress (the Apache build
+-- has no compression).
+insert into iot_private.settings (key, value) values ('telemetry_compress_after', '7 days')
+on conflict (key) do nothing;
+
+-- Turns compression on once (tier 1). Not while a constraint of sensor_readings awaits validation:
+-- TimescaleDB refuses VALIDATE CONSTRAINT on a table with compression enabled (refresh_rollups
+-- validates first; the next call enables). Returns whether compression is on.
+create or replace function iot_private.enable_telemetry_compression() returns boolean
+  language plpgsql
+  set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if iot.timescale_tier() <> 1 then
+    return false;
+  end if;
+  if exists (select 1 from timescaledb_information.hypertables h
+             where h.hypertable_schema = 'iot_private' and h.hypertable_name = 'sensor_readings' and h.compression_enabled) then
+    return true;
+  end if;
+  if exists (select 1 from pg_constraint where conrelid = 'iot_private.sensor_readings'::regclass and not convalidated) then
+    raise notice 'compression of iot_private.sensor_readings waits until its constraints are validated';
+    return false;
+  end if;
+  alter table iot_private.sensor_readings set (timescaledb.compress,
+    timescaledb.compress_segmentby = 'device_id, sensor_type', timescaledb.compress_orderby = 'time desc');
+  return true;
+end
+$$;
+comment on function iot_private.enable_telemetry_compression() is
+  'Tier 1: enables compression of iot_private.sensor_readings (segment by device_id, sensor_type; order by time). Returns whether it is on.';
+
+-- Compresses the raw chunks wholly older than the cutoff that are not compressed yet (tier 1).
+-- Returns the chunks compressed; 0 on tiers 2-3.
+create or replace function iot_private.compress_telemetry_before(cutoff timestamptz) returns integer
+  language plpgsql
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  ts text := (select n.nspname from pg_extension e join pg_namespace n on n.oid = e.extnamespace where e.extname = 'timescaledb');
+  chunk regclass;
+  done integer := 0;
+begin
+  if not iot_private.enable_telemetry_compression() then
+    return 0;
+  end if;
+  for chunk in
+    select format('%I.%I', c.chunk_schema, c.chunk_name)::regclass
+    from timescaledb_information.chunks c
+    where c.hypertable_schema = 'iot_private' and c.hypertable_name = 'sensor_readings'
+      and c.range_end <= cutoff and not c.is_compressed
+    order by c.range_start
+  loop
+    execute format('select %I.compress_chunk($1, if_not_compressed => true)', ts) using chunk;
+    done := done + 1;
+  end loop;
+  return done;
+end
+$$;
+comment on function iot_private.compress_telemetry_before(timestamptz) is
+  'Tier 1: compresses raw chunks wholly older than the cutoff; returns how many. 0 on tiers 2-3.';
+
+-- The telemetry__compress job: chunks older than the telemetry_compress_after setting.
+create or replace function iot_private.compress_telemetry() returns integer
+  language sql
+  set search_path = pg_catalog, pg_temp
+as $$
+  select iot_private.compress_telemetry_before(now() - coalesce(
+    (select s.value::interval from iot_private.settings s where s.key = 'telemetry_compress_after'), interval '7 days'))
+$$;
+comment on function iot_private.compress_telemetry() is
+  'The telemetry__compress job (tier 1): compresses raw chunks older than the setting telemetry_compress_after.';
+
+select iot_private.enable_telemetry_compression();
 
 -- Keep partitions a week ahead at every migrate (the worker job keeps it so between migrates).
 select iot_private.create_partitions_ahead(7);

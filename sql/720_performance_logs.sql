@@ -151,11 +151,13 @@ begin
     union all
     select 'SPC_RULE_' || s.rule, s.severity, count(*) from iot.spc_alerts s group by 1, 2
   ) x;
-  return jsonb_build_object('notify_queue_usage', pg_notification_queue_usage(), 'jobs', failed, 'alerts', alerts);
+  return jsonb_build_object('notify_queue_usage', pg_notification_queue_usage(), 'jobs', failed, 'alerts', alerts,
+    'maintenance', (select coalesce(jsonb_agg(jsonb_build_object('source', m.source, 'job', m.job_name)), '[]')
+                      from iot_private.failed_maintenance_jobs() m));
 end
 $$;
 comment on function iot_private.monitoring_counts() is
-  'Database figures for /metrics: NOTIFY queue fill (0..1), graphile-worker jobs with last_error by task (still retrying / out of attempts), alerts by type and severity (predictive_maintenance_alerts, spc_alerts).';
+  'Database figures for /metrics: NOTIFY queue fill (0..1), graphile-worker jobs with last_error by task (still retrying / out of attempts), alerts by type and severity (predictive_maintenance_alerts, spc_alerts), maintenance jobs failing (failed_maintenance_jobs).';
 
 grant select on iot.api_performance_log, iot.query_performance_log, iot.system_resource_metrics, iot.performance_metrics_cache to iot_analyst;
 grant execute on function iot_private.sees_every_tenant() to iot_anonymous, iot_operator, iot_analyst;

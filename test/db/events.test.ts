@@ -6,6 +6,7 @@ import type { Quality, Reading } from '../../src/ingest/reading';
 import { ReadingSink } from '../../src/ingest/sink';
 import { rejects } from '../helpers/assert';
 import { createTestDatabase, seedSmallPlant, TestDatabase } from '../helpers/db';
+import { refreshRollups } from '../helpers/tier';
 
 const test = suite('db: threshold and anomaly events per batch');
 let db: TestDatabase;
@@ -434,7 +435,7 @@ test('the baseline comes from the rollups across batches, before and after a rol
     assert.ok(Math.abs((anomalies[0].metadata.mean as number) - 100) < 0.1);
   };
   await spike(before); // rollup views aggregate raw readings (watermark -infinity on tiers 2-3)
-  await db.pool.query('select iot_private.refresh_rollups()');
+  await refreshRollups(db.pool);
   await spike(after); // rollup table below the watermark, raw readings above it
 });
 

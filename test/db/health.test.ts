@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import { ReadingSink } from '../../src/ingest/sink';
 import { rejects } from '../helpers/assert';
 import { createTestDatabase, seedSmallPlant, TestDatabase } from '../helpers/db';
+import { refreshRollups } from '../helpers/tier';
 
 const test = suite('db: health scores, OEE, predictive-maintenance alerts');
 let db: TestDatabase;
@@ -29,7 +30,7 @@ test('sensor health: exact average deviation against the normal range, from roll
   await store('TEMPERATURE', '°F', values, 2 * 3600_000, 10_000);
   // vibration 0..2.5: all inside.
   await store('VIBRATION', 'mm/s', Array.from({ length: 100 }, () => 1.2), 3600_000, 30_000);
-  await db.pool.query('select iot_private.refresh_rollups()'); // some minutes from rollup tables, later ones live
+  await refreshRollups(db.pool); // some minutes from rollup tables, later ones live
   const rows = (await db.pool.query(`select sensor_type, readings, avg_deviation, score from iot_private.channel_sensor_health($1, $2) order by 1`,
     [[plant.workCenterId], AT])).rows;
   const temp = rows.find((r) => r.sensor_type === 'TEMPERATURE');

@@ -5,7 +5,7 @@ import { ReadingSink } from '../../src/ingest/sink';
 import { startWorker } from '../../src/lib/worker';
 import { createTestDatabase, seedSmallPlant, TestDatabase } from '../helpers/db';
 import { waitFor } from '../helpers/wait';
-import { onTiers } from '../helpers/tier';
+import { materializedRollupRows, onTiers, refreshRollups } from '../helpers/tier';
 
 const test = suite('db: rollups, heartbeat watchdog, retention, scheduled jobs');
 let db: TestDatabase;
@@ -47,26 +47,67 @@ test('rollup views equal aggregates of raw readings before, during and after ref
   for (const [g, w] of [['1m', '1 minute'], ['1h', '1 hour'], ['1d', '1 day']]) {
     assert.is(await mismatches(`sensor_readings_${g}`, w), 0, `${g} before refresh`);
   }
-  const written = Number((await db.pool.query('select iot_private.refresh_rollups() as n')).rows[0].n);
-  if (db.tier > 1) assert.ok(written > 170, `rollup rows written: ${written}`);
+  await refreshRollups(db.pool); // what the rollups__refresh job runs, on every tier
+  const stored = await materializedRollupRows(db.pool, '1m', db.tier);
+  assert.ok(stored > 170, `1m rollup rows stored (not only computed live): ${stored}`);
   for (const [g, w] of [['1m', '1 minute'], ['1h', '1 hour'], ['1d', '1 day']]) {
     assert.is(await mismatches(`sensor_readings_${g}`, w), 0, `${g} after refresh`);
   }
-  const again = Number((await db.pool.query('select iot_private.refresh_rollups() as n')).rows[0].n);
-  assert.ok(again < 5, `a second refresh right after does little: ${again}`);
+  if (db.tier > 1) {
+    const again = Number((await db.pool.query('select iot_private.refresh_rollups() as n')).rows[0].n);
+    assert.ok(again < 5, `a second refresh right after does little: ${again}`);
+  }
 });
 
-// Tier 1's continuous aggregates are issue 10's: until then this test is skipped there, not passed.
-onTiers(test, [2, 3], 'tier 1 uses continuous aggregates (their late-data path is tested separately)')('late readings below the watermark invalidate their range and the next refresh repairs it', async () => {
+test('late readings below the watermark are hidden until the next refresh, which repairs their range', async () => {
   const late = Array.from({ length: 120 }, (_, i) => new Date(Date.now() - 2 * 3600_000 + i * 1000 + 500)); // half-second offsets: new rows
   await store(late, () => 99, 'PRESSURE');
-  const inv = await db.pool.query(`select count(*)::int as n from iot_private.rollup_invalidations`);
-  assert.ok(inv.rows[0].n >= 1, 'the late batch left an invalidation');
-  await db.pool.query('select iot_private.refresh_rollups()');
+  assert.ok(await mismatches('sensor_readings_1m', '1 minute') > 0, 'below the watermark: not in the rollup before a refresh');
+  // Tiers 2-3 record the late range themselves; tier 1 relies on TimescaleDB's invalidation log.
+  const log = db.tier === 1 ? '_timescaledb_catalog.continuous_aggs_hypertable_invalidation_log' : 'iot_private.rollup_invalidations';
+  assert.ok((await db.pool.query(`select count(*)::int as n from ${log}`)).rows[0].n >= 1, 'the late batch left an invalidation');
+  await refreshRollups(db.pool);
   assert.is(await mismatches('sensor_readings_1m', '1 minute'), 0);
   assert.is(await mismatches('sensor_readings_1h', '1 hour'), 0);
-  const left = await db.pool.query(`select count(*)::int as n from iot_private.rollup_invalidations`);
-  assert.is(left.rows[0].n, 0);
+  assert.is((await db.pool.query(`select count(*)::int as n from ${log}`)).rows[0].n, 0);
+});
+
+onTiers(test, [1], 'continuous aggregates and their policies exist on tier 1 only')('tier 1: no TimescaleDB refresh policy; the graphile-worker job refreshes (background jobs fail on PostgreSQL 15.20)', async () => {
+  const policies = await db.pool.query(`select count(*)::int as n from timescaledb_information.jobs
+    where proc_name = 'policy_refresh_continuous_aggregate'`);
+  assert.is(policies.rows[0].n, 0);
+  // What a TimescaleDB background job does here: a job that runs `select 1` is run by the scheduler.
+  await db.pool.query(`create or replace procedure public.h6_probe_job(job_id int, config jsonb) language plpgsql as $$ begin perform 1; end $$`);
+  const job = (await db.pool.query(`select add_job('public.h6_probe_job', '1 hour', initial_start => now()) as id`)).rows[0].id;
+  const stats = await waitFor(async () => (await db.pool.query(`select last_run_status from timescaledb_information.job_stats
+    where job_id = $1 and last_run_status is not null`, [job])).rows[0], 30_000, 'the TimescaleDB scheduler to run the probe job');
+  const version = Number((await db.pool.query(`select current_setting('server_version_num') as v`)).rows[0].v);
+  console.log(`  [figures] tier 1, PostgreSQL ${version}: a TimescaleDB background job doing nothing ended ${stats.last_run_status}`);
+  const failed = (await db.pool.query(`select job_name, last_error from iot_private.failed_maintenance_jobs() where source = 'timescaledb'`)).rows;
+  // Whatever the scheduler made of it, /healthz's source of truth says the same.
+  assert.is(failed.some((f) => f.job_name.includes(`[${job}]`)), stats.last_run_status === 'Failed', JSON.stringify(failed));
+  await db.pool.query(`select delete_job($1)`, [job]);
+  await db.pool.query(`drop procedure public.h6_probe_job`);
+});
+
+test('a maintenance job that fails for good is listed by failed_maintenance_jobs (for /healthz and metrics)', async () => {
+  const runner = await startWorker(db.url, 1, 365);
+  const utils = await makeWorkerUtils({ connectionString: db.url });
+  try {
+    await db.pool.query(`alter procedure iot_private.refresh_all_rollups() rename to refresh_all_rollups_away`);
+    await utils.addJob('rollups__refresh', {}, { maxAttempts: 1 });
+    const failed = await waitFor(async () => (await db.pool.query(`select * from iot_private.failed_maintenance_jobs()
+      where source = 'graphile-worker' and job_name = 'rollups__refresh'`)).rows[0], 10_000, 'the failed job to be listed');
+    assert.match(failed.last_error, 'refresh_all_rollups');
+    assert.is(failed.last_status, 'Failed');
+  } finally {
+    await db.pool.query(`alter procedure iot_private.refresh_all_rollups_away() rename to refresh_all_rollups`).catch(() => undefined);
+    await runner.stop();
+    const ids = (await db.pool.query(`select id from graphile_worker.jobs where task_identifier = 'rollups__refresh'`)).rows.map((r) => r.id);
+    await utils.completeJobs(ids); // the next test expects an empty queue
+    await utils.release();
+  }
+  assert.is((await db.pool.query(`select count(*)::int as n from iot_private.failed_maintenance_jobs()`)).rows[0].n, 0, 'none once it is gone');
 });
 
 test('the tenant-filtered rollup views add avg/stddev and the device code', async () => {

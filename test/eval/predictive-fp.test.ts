@@ -24,6 +24,7 @@ import { ReadingSink } from '../../src/ingest/sink';
 import { DEMO_FACILITIES, seedDemoPlant } from '../../src/sim/demo-plant';
 import { Degradation, PlantSimulator } from '../../src/sim/plant-simulator';
 import { createTestDatabase, TestDatabase } from '../helpers/db';
+import { refreshRollups } from '../helpers/tier';
 
 const test = suite('eval: predictive-maintenance false positives on a simulated plant with known faults');
 let db: TestDatabase | undefined;
@@ -64,13 +65,6 @@ test('alerts on a simulated plant: false-positive rate under 5%, detection rate 
   const horizon = Number((await pool.query(`select prediction_horizon_hours as h from iot.predictive_maintenance_models
       where tenant_id = $1 and model_code = 'HEALTH_TREND' and deployment_status = 'PRODUCTION'`, [tenantId])).rows[0].h);
 
-  const refreshRollups = async (from: Date, to: Date) => {
-    if (tier === 1) {
-      for (const g of ['1m', '1h']) await pool.query(`call refresh_continuous_aggregate($1::regclass, $2, $3)`, [`iot_private.sensor_readings_${g}_cagg`, from, to]);
-    } else {
-      await pool.query(`select iot_private.refresh_rollups()`);
-    }
-  };
 
   const started = Date.now();
   const timing = { ingest: 0, rollups: 0, scoring: 0, alerts: 0 };
@@ -108,7 +102,7 @@ test('alerts on a simulated plant: false-positive rate under 5%, detection rate 
       }
     }
     t = Date.now();
-    await refreshRollups(new Date(from - HOUR), new Date(to));
+    await refreshRollups(pool); // the rollups__refresh job's procedure, every tier (late hours included)
     timing.rollups += Date.now() - t;
     t = Date.now();
     await pool.query(`select iot_private.store_health_scores(null, $1)`, [new Date(to)]);

@@ -23,6 +23,7 @@ import { extractPreviousRelease } from '../helpers/release';
 import { hardeningProbes } from '../helpers/hardening';
 import { createTestDatabase, seedSmallPlant, TestDatabase } from '../helpers/db';
 import { sleep, waitFor } from '../helpers/wait';
+import { refreshRollups } from '../helpers/tier';
 
 const test = suite('hardening: no MQTT message stops ingest, poisons the rollups or outgrows memory');
 let db: TestDatabase;
@@ -78,9 +79,7 @@ async function deadLetter(reason: string): Promise<{ topic: string | null; paylo
 /** The rollups still refresh (tiers 2-3: the job's function; tier 1: the continuous aggregates). */
 async function rollupsRefresh(): Promise<void> {
   await db.pool.query('select iot_private.refresh_rollups(interval \'0 seconds\')');
-  if (db.tier === 1) {
-    for (const g of ['1m', '1h', '1d']) await db.pool.query(`call refresh_continuous_aggregate('iot_private.sensor_readings_${g}_cagg', null, null)`);
-  }
+  await refreshRollups(db.pool); // every tier: what the rollups__refresh job runs (tier 1: the continuous aggregates)
   const { rows } = await db.pool.query(`select count(*)::int as n, bool_and(value_sum_sq < 'Infinity') as finite
     from iot_private.sensor_readings_1m where device_id = $1`, [plant.deviceId]);
   assert.ok(rows[0].n > 0 && rows[0].finite, `rollups of the attacked channel: ${JSON.stringify(rows[0])}`);
@@ -248,9 +247,7 @@ if ('skip' in before) console.log(`  [hardening/ingest] skipping the upgrade tes
     ]);
     const kept = (await client.query(`select value from iot_private.sensor_readings order by time`)).rows.map((r) => r.value);
     assert.equal(kept, [70, 71]);
-    if (tier === 1) {
-      await client.query(`call refresh_continuous_aggregate('iot_private.sensor_readings_1h_cagg', null, null)`);
-    }
+    await refreshRollups(client); // every tier: the rollups__refresh job's procedure
     const rolled = (await client.query(`select sum(reading_count)::int as n, sum(value_sum)::float8 as s from iot_private.sensor_readings_1h`)).rows[0];
     assert.equal(rolled, { n: 2, s: 141 });
   } finally {

@@ -17,3 +17,28 @@ export function onTiers(test: Test, tiers: Tier[], why: string): Test | Test['sk
     test.skip(name, () => undefined);
   }) as Test['skip'];
 }
+
+interface Queryable {
+  query<R = any>(text: string, values?: unknown[]): Promise<{ rows: R[] }>; // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+/**
+ * What the rollups__refresh job runs, on every tier (tier 1: TimescaleDB's refresh of the
+ * continuous aggregates). Not inside a transaction: the refresh commits as it goes.
+ */
+export async function refreshRollups(db: Queryable): Promise<void> {
+  await db.query('call iot_private.refresh_all_rollups()');
+}
+
+/**
+ * Rows stored in a rollup (not computed live): tier 1 the continuous aggregate's materialization
+ * hypertable, tiers 2-3 the rollup table.
+ */
+export async function materializedRollupRows(db: Queryable, rollup: '1m' | '1h' | '1d', tier: Tier): Promise<number> {
+  if (tier > 1) {
+    return Number((await db.query(`select count(*) as n from iot_private.sensor_readings_${rollup}_rollup`)).rows[0].n);
+  }
+  const { rows } = await db.query<{ s: string; t: string }>(`select materialization_hypertable_schema as s, materialization_hypertable_name as t
+    from timescaledb_information.continuous_aggregates where view_schema = 'iot_private' and view_name = $1`, [`sensor_readings_${rollup}_cagg`]);
+  return Number((await db.query(`select count(*) as n from "${rows[0].s}"."${rows[0].t}"`)).rows[0].n);
+}
