@@ -15,7 +15,6 @@ import {
   startOpcuaIngest, startSparkplugIngest, restIngestForApi, startRestIngest,
 } from './runtime';
 import { createDeviceKey, listDeviceKeys, revokeDeviceKey } from '../ingest/rest/device-keys';
-import { openPki, rejectedCertificates, trustCertificate } from '../ingest/opcua/pki';
 
 const log = logger('iot');
 
@@ -213,7 +212,7 @@ ingest.command('opcua')
     await runUntilSignal(life, async () => {
       const db = await resolveDatabase(c, life);
       const pool = createPool(db.url, life, 6, 'iot-ingest-opcua');
-      await startOpcuaIngest(c, pool, life, await startIngestBase(c, pool, life));
+      await startOpcuaIngest(c, pool, life, await startIngestBase(c, pool, life), { wait: false });
     });
   });
 ingest.command('modbus')
@@ -296,6 +295,7 @@ opcua.command('trust <certificate-file>')
   .description('Trust an OPC UA server certificate (DER or PEM), e.g. one listed by `iot opcua rejected`.')
   .action(async (file: string) => {
     const c = config();
+    const { openPki, trustCertificate } = await import('../ingest/opcua/pki.js');
     await trustCertificate(await openPki(join(c.DATA_DIR, 'opcua-pki')), file);
     process.stdout.write(`trusted ${file}\n`);
   });
@@ -303,6 +303,7 @@ opcua.command('rejected')
   .description('List server certificates the ingestor refused (waiting for `iot opcua trust`).')
   .action(async () => {
     const c = config();
+    const { openPki, rejectedCertificates } = await import('../ingest/opcua/pki.js');
     for (const f of rejectedCertificates(await openPki(join(c.DATA_DIR, 'opcua-pki')))) process.stdout.write(`${f}\n`);
   });
 

@@ -13,8 +13,6 @@ import { RegistryCache } from '../ingest/registry';
 import { ReadingSink, registerSinkMetrics } from '../ingest/sink';
 import { ModbusPoller } from '../ingest/modbus/poller';
 import { registerModbusMetrics } from '../ingest/modbus/metrics';
-import { OpcuaIngestor, registerOpcuaMetrics } from '../ingest/opcua/ingestor';
-import { applyQuickOpcuaSetup, QUICK_DEVICE_CODE } from '../ingest/opcua/quick-setup';
 import { registerSparkplugMetrics, SparkplugIngestor } from '../ingest/sparkplug/ingestor';
 import { RestIngestLimits, restIngestRouter } from '../ingest/rest/router';
 import { RestIngestServer } from '../ingest/rest/server';
@@ -109,6 +107,10 @@ export function migrateWithConfig(url: string, config: Config) {
       pressureMax: config.SENSOR_PRESSURE_MAX,
     },
     liveReadingIntervalMs: config.LIVE_READING_INTERVAL_MS,
+    settings: {
+      rollup_1m_retention_days: String(config.ROLLUP_1M_RETENTION_DAYS), rollup_1h_retention_days: String(config.ROLLUP_1H_RETENTION_DAYS),
+      rollup_1d_retention_days: String(config.ROLLUP_1D_RETENTION_DAYS), telemetry_compress_after: `${config.TELEMETRY_COMPRESS_AFTER_DAYS} days`,
+    },
   });
 }
 
@@ -173,12 +175,35 @@ export async function startMqttIngest(config: Config, pool: Pool, brokerUrl: str
   return ingestor;
 }
 
-/** OPC UA: every OPC_UA device of the registry (none is fine: devices added later are picked up live). */
-export async function startOpcuaIngest(config: Config, pool: Pool, life: Lifecycle, { registry, sink }: IngestBase) {
+/**
+ * OPC UA: every OPC_UA device of the registry. node-opcua is loaded only when there is something
+ * to read (it prints a notice on stdout when loaded, which would spoil the output of commands such
+ * as `iot token`): at once with OPCUA_ENDPOINT_URL/OPCUA_NODE_IDS or OPC_UA devices, else as soon
+ * as the registry holds the first OPC_UA device (devices added later are then picked up live).
+ */
+export async function startOpcuaIngest(config: Config, pool: Pool, life: Lifecycle, base: IngestBase, options: { wait?: boolean } = {}) {
+  const quick = config.OPCUA_ENDPOINT_URL && config.OPCUA_NODE_IDS;
+  if (!quick && !base.registry.channelsByConnection('OPC_UA').length && options.wait !== false) {
+    let starting: Promise<unknown> | undefined;
+    const stopWatching = base.registry.onReload(() => {
+      if (starting || !base.registry.channelsByConnection('OPC_UA').length) return;
+      log.info('first OPC_UA device registered: starting the OPC UA ingestor');
+      starting = startOpcuaNow(config, pool, life, base).catch((error) => log.error('OPC UA ingestor did not start', { error }));
+    });
+    life.add('OPC UA watch', async () => stopWatching());
+    return undefined;
+  }
+  return startOpcuaNow(config, pool, life, base);
+}
+
+async function startOpcuaNow(config: Config, pool: Pool, life: Lifecycle, { registry, sink }: IngestBase) {
+  const { OpcuaIngestor, registerOpcuaMetrics } = await import('../ingest/opcua/ingestor.js');
   if (config.OPCUA_ENDPOINT_URL && config.OPCUA_NODE_IDS) {
+    const { applyQuickOpcuaSetup, QUICK_DEVICE_CODE } = await import('../ingest/opcua/quick-setup.js');
     const made = await applyQuickOpcuaSetup(pool, config.OPCUA_ENDPOINT_URL, config.OPCUA_NODE_IDS, config.OPCUA_WORK_CENTER);
     if (typeof made === 'object') log.warn('OPCUA_ENDPOINT_URL/OPCUA_NODE_IDS: no quick OPC UA device made', { problem: made.problem });
     else log.info('quick OPC UA device ready', { device: QUICK_DEVICE_CODE, endpoint: config.OPCUA_ENDPOINT_URL, nodes: config.OPCUA_NODE_IDS.length });
+    await registry.reload();
   }
   const ingestor = new OpcuaIngestor({
     pkiDir: join(config.DATA_DIR, 'opcua-pki'), acceptUnknownCertificates: config.OPCUA_ACCEPT_UNKNOWN_CERTIFICATES,

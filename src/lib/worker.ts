@@ -3,6 +3,7 @@ import { Logger, run, Runner, TaskList } from 'graphile-worker';
 import createPartitions from '../../workers/telemetry__create_partitions';
 import refreshRollups from '../../workers/rollups__refresh';
 import applyRetention from '../../workers/telemetry__apply_retention';
+import compressTelemetry from '../../workers/telemetry__compress';
 import checkHeartbeats from '../../workers/devices__check_heartbeats';
 import evaluateSpc from '../../workers/spc__evaluate';
 import calculateHealth from '../../workers/health__calculate_scores';
@@ -20,6 +21,7 @@ export const taskList: TaskList = {
   telemetry__create_partitions: createPartitions,
   rollups__refresh: refreshRollups,
   telemetry__apply_retention: applyRetention,
+  telemetry__compress: compressTelemetry,
   devices__check_heartbeats: checkHeartbeats,
   spc__evaluate: evaluateSpc,
   health__calculate_scores: calculateHealth,
@@ -42,6 +44,7 @@ export const crontab = (retentionDays: number, healthIntervalMinutes = 15, deadL
   '* * * * * live_events__flush ?max=1',
   '47 * * * * live_events__prune ?max=1',
   '7 * * * * telemetry__create_partitions ?max=3',
+  '37 * * * * telemetry__compress ?max=1',
   `15 3 * * * telemetry__apply_retention ?max=1 ${JSON.stringify({ days: retentionDays })}`,
   '5 * * * * performance__rollup_hourly ?max=1 {"hours":3}',
   '41 * * * * performance__prune_logs ?max=1 {"days":14,"cacheDays":400}',

@@ -32,6 +32,7 @@ interface MonitoringCounts {
   notify_queue_usage: number;
   jobs: { task: string; failing: number; failed: number }[];
   alerts: { type: string; severity: string; n: number }[];
+  maintenance: { source: string; job: string }[];
 }
 
 const collectFailures = counter({
@@ -82,6 +83,16 @@ gauge<'task' | 'state'>({
       this.set({ task: j.task, state: 'retrying' }, Number(j.failing));
       this.set({ task: j.task, state: 'failed' }, Number(j.failed));
     }
+  },
+});
+gauge<'source' | 'job'>({
+  name: 'iot_maintenance_job_failing',
+  help: 'Maintenance jobs failing (1 per job): TimescaleDB jobs whose last run failed, graphile-worker jobs out of attempts (iot_private.failed_maintenance_jobs()). Also on /healthz as degraded.',
+  labelNames: ['source', 'job'],
+  async collect() {
+    this.reset();
+    const c = await readCounts();
+    for (const m of c?.maintenance ?? []) this.set({ source: m.source, job: m.job }, 1);
   },
 });
 // A counter read from the database (alerts are raised in SQL, by several processes): it drops

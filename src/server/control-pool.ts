@@ -40,7 +40,11 @@ export function controlPool(apiPool: Pool, timeoutMs: number): ControlPool {
       const api = { total: apiPool.totalCount, idle: apiPool.idleCount, waiting: apiPool.waitingCount };
       try {
         await pool.query('select 1');
-        res.json({ status: 'ok', databaseMs: Date.now() - started, apiPool: api });
+        const databaseMs = Date.now() - started;
+        // Maintenance that keeps failing (TimescaleDB's jobs, graphile-worker's) makes the service degraded, not down.
+        const failing = await pool.query('select source, job_name, last_status, last_run_at, failures, last_error from iot_private.failed_maintenance_jobs()')
+          .then((r) => r.rows, (error: Error) => [{ source: 'healthz', job_name: 'failed_maintenance_jobs', last_error: error.message }]);
+        res.json({ status: failing.length ? 'degraded' : 'ok', databaseMs, apiPool: api, maintenance: { failing } });
       } catch (error) {
         res.status(503).json({ status: 'database unavailable', error: (error as Error).message, waitedMs: Date.now() - started, apiPool: api });
       }

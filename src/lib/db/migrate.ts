@@ -25,6 +25,8 @@ export interface MigrateOptions {
   };
   /** LIVE_READING_INTERVAL_MS: written to iot_private.settings (live_reading_interval_ms); unset keeps the stored value. */
   liveReadingIntervalMs?: number;
+  /** Further iot_private.settings written at every migrate (ROLLUP_*_RETENTION_DAYS, TELEMETRY_COMPRESS_AFTER_DAYS); each checked by the settings trigger. */
+  settings?: Record<string, string>;
 }
 
 export interface MigrateResult {
@@ -116,11 +118,13 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
           [d.temperatureMin, d.temperatureMax, d.vibrationMax, d.pressureMin, d.pressureMax],
         );
       }
-      if (options.liveReadingIntervalMs !== undefined) {
+      const settings: Record<string, string> = { ...options.settings };
+      if (options.liveReadingIntervalMs !== undefined) settings.live_reading_interval_ms = String(options.liveReadingIntervalMs);
+      for (const [key, value] of Object.entries(settings)) {
         await client.query(
-          `insert into iot_private.settings (key, value) values ('live_reading_interval_ms', $1)
+          `insert into iot_private.settings (key, value) values ($1, $2)
            on conflict (key) do update set value = excluded.value, updated_at = now()`,
-          [String(options.liveReadingIntervalMs)],
+          [key, value],
         );
       }
       await client.query('commit');
