@@ -10,6 +10,7 @@ import { decode as decodeJwt } from 'jsonwebtoken';
 import { apiLimitsFromConfig, startApi } from '../server/app';
 import { DEMO_TENANT, seedDemoHistory, seedDemoPlant } from '../sim/demo-plant';
 import { startMqttSimulator } from '../sim/mqtt-publisher';
+import { startDemoProtocols } from '../sim/demo-protocols';
 import {
   Lifecycle, StartInterrupted, createPool, migrateWithConfig, resolveBroker, resolveDatabase, startIngestBase, startModbusIngest, startMqttIngest,
   startOpcuaIngest, startSparkplugIngest, restIngestForApi, startRestIngest,
@@ -132,6 +133,10 @@ program.command('start')
         }
       }
       const brokerUrl = await resolveBroker(c, life);
+      // Three work centers move to OPC UA, Modbus TCP and Sparkplug B (DEMO_PROTOCOLS=all); the rest publish MQTT JSON.
+      // Started before the ingestors, so those stop first at shutdown (no "device lost" events for the demo's own stop).
+      const others = demo && c.DEMO_PROTOCOLS === 'all' ? await startDemoProtocols(pool, tenantId!, brokerUrl, c.SIM_INTERVAL_MS) : undefined;
+      if (others) life.add('demo protocol simulators', () => others.stop());
       const worker = await startWorker(db.url, c.WORKER_CONCURRENCY, c.TELEMETRY_RETENTION_DAYS, Number(c.HEALTH_SCORE_INTERVAL_MINUTES));
       life.add('worker', () => worker.stop());
       const base = await startIngestBase(c, pool, life);
@@ -149,7 +154,8 @@ program.command('start')
       });
       life.add('API', () => api.close());
       if (demo) {
-        const sim = await startMqttSimulator(brokerUrl, c.SIM_INTERVAL_MS, { username: c.MQTT_USERNAME, password: c.MQTT_PASSWORD });
+        const sim = await startMqttSimulator(brokerUrl, c.SIM_INTERVAL_MS, { username: c.MQTT_USERNAME, password: c.MQTT_PASSWORD },
+          others?.mqttFacilities);
         life.add('simulator', () => sim.stop());
         const token = signToken(secret, { role: 'iot_operator', tenantId: tenantId!, subject: 'demo-operator', expiresIn: '30d' });
         process.stdout.write([

@@ -173,6 +173,8 @@ export const specs = {
     description: 'Largest file (MiB) the ingestor writes in DATA_DIR/ingest-spill at shutdown with what the database could not take; the next start stores it.' },
   DEMO: { ...oneOf('auto', 'true', 'false'), default: 'auto',
     description: 'Run the demo plant (seed registry + simulator). auto: only with embedded PostgreSQL.' },
+  DEMO_PROTOCOLS: { ...oneOf('all', 'mqtt'), default: 'all',
+    description: 'all: the demo plant also speaks OPC UA (RTM PRES-01), Modbus TCP (RTM CUTT-01) and Sparkplug B (ATL BIND-02), each from a simulator on loopback; mqtt: every work center publishes MQTT JSON.' },
   SIM_INTERVAL_MS: { ...int(10, 3600000), default: '1000', description: 'How often each simulated sensor publishes.' },
   LOG_LEVEL: { ...oneOf('debug', 'info', 'warn', 'error'), default: 'info', description: 'Least important log level printed.' },
   // Real time (issue 8): WebSocket and SSE subscribers

@@ -1,6 +1,7 @@
 // Publishes the simulated plant to an MQTT broker on the ingest contract's topics.
 import mqtt from 'mqtt';
 import { logger } from '../lib/log';
+import { DEMO_FACILITIES, DemoFacility } from './demo-plant';
 import { PlantSimulator } from './plant-simulator';
 
 const log = logger('simulator');
@@ -10,11 +11,12 @@ export interface SimulatorHandle {
   stop(): Promise<void>;
 }
 
-export async function startMqttSimulator(brokerUrl: string, intervalMs: number, auth: { username?: string; password?: string } = {}): Promise<SimulatorHandle> {
+export async function startMqttSimulator(brokerUrl: string, intervalMs: number, auth: { username?: string; password?: string } = {},
+  facilities: DemoFacility[] = DEMO_FACILITIES): Promise<SimulatorHandle> {
   const client = await mqtt.connectAsync(brokerUrl, {
     clientId: `iot-simulator-${process.pid}`, reconnectPeriod: 1000, ...auth,
   });
-  const sim = new PlantSimulator();
+  const sim = new PlantSimulator(facilities);
   let count = 0;
   let busy = false;
   const timer = setInterval(() => {
