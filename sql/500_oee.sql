@@ -115,7 +115,9 @@ comment on column iot.oee_trend.target_oee_percentage is E'@exactName targetOEEP
 comment on column iot.oee_trend.calculation_date is 'The bucket''s first day in the facility''s time zone.';
 
 -- OEE per work center and bucket (shift, day, week, month; days in the facility's time zone).
--- With bucket 'shift' each run's shift label splits the day.
+-- With bucket 'shift' a shift is the runs of one shift label on one day, measured over its own
+-- window (its first run's start to its last run's end), not over the whole day: otherwise every
+-- shift of a day would show the day's OEE.
 create or replace function iot.oee_trends(
   since timestamptz, until timestamptz default now(), bucket text default 'day', work_center_id uuid default null)
   returns setof iot.oee_trend
@@ -127,30 +129,45 @@ begin
   if bucket not in ('shift', 'day', 'week', 'month') then
     raise exception 'bucket must be shift, day, week or month, not %', bucket using errcode = 'IOT03';
   end if;
+  if bucket = 'shift' then
+    return query
+      with wcs as (
+        select w.id, w.name, f.timezone from iot.work_centers w join iot.facilities f on f.id = w.facility_id
+        where oee_trends.work_center_id is null or w.id = oee_trends.work_center_id
+      ), shifts as (
+        select wcs.id, wcs.name, (r.actual_start at time zone wcs.timezone)::date as day, r.shift,
+               greatest(since, min(r.actual_start)) as shift_start, least(until, max(coalesce(r.actual_end, now()))) as shift_end
+        from wcs join iot.production_runs r on r.work_center_id = wcs.id
+        where r.status <> 'CANCELLED' and r.actual_start is not null and r.actual_start < until and coalesce(r.actual_end, now()) > since
+        group by 1, 2, 3, 4
+      )
+      select o.work_center_id, s.name, s.day, s.shift,
+             round(o.availability * 100, 2), round(o.performance * 100, 2), round(o.quality * 100, 2),
+             round(o.oee * 100, 2), round(o.oee_target * 100, 2),
+             s.shift_start, o.good_count, o.total_count, o.run_minutes, o.downtime_minutes
+      from shifts s
+      cross join lateral iot.oee_for(array[s.id], s.shift_start, s.shift_end) o
+      where s.shift_end > s.shift_start
+      order by 1, 10, 4;
+    return;
+  end if;
   return query
     with wcs as (
       select w.id, w.name, f.timezone from iot.work_centers w join iot.facilities f on f.id = w.facility_id
       where oee_trends.work_center_id is null or w.id = oee_trends.work_center_id
     ), buckets as (
       select wcs.id, wcs.name, wcs.timezone, b as local_start
-      from wcs, generate_series(date_trunc(case when bucket = 'shift' then 'day' else bucket end, since at time zone wcs.timezone),
-                                until at time zone wcs.timezone,
+      from wcs, generate_series(date_trunc(bucket, since at time zone wcs.timezone), until at time zone wcs.timezone,
                                 case bucket when 'week' then interval '1 week' when 'month' then interval '1 month' else interval '1 day' end) b
-    ), shifts as (
-      select distinct r.work_center_id, r.shift from iot.production_runs r where bucket = 'shift'
     )
-    select o.work_center_id, b.name, b.local_start::date, s.shift,
+    select o.work_center_id, b.name, b.local_start::date, null::text,
            round(o.availability * 100, 2), round(o.performance * 100, 2), round(o.quality * 100, 2),
            round(o.oee * 100, 2), round(o.oee_target * 100, 2),
            b.local_start at time zone b.timezone, o.good_count, o.total_count, o.run_minutes, o.downtime_minutes
     from buckets b
-    left join shifts s on s.work_center_id = b.id
     cross join lateral iot.oee_for(array[b.id],
       greatest(since, b.local_start at time zone b.timezone),
       least(until, (b.local_start + case bucket when 'week' then interval '1 week' when 'month' then interval '1 month' else interval '1 day' end) at time zone b.timezone)) o
-    where bucket <> 'shift' or exists (
-      select 1 from iot.production_runs r where r.work_center_id = b.id and r.shift is not distinct from s.shift
-        and r.actual_start >= b.local_start at time zone b.timezone and r.actual_start < (b.local_start + interval '1 day') at time zone b.timezone)
     order by 1, 10, 4;
 end
 $$;

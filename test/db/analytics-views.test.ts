@@ -131,6 +131,14 @@ test('oee_by_shift: each shift gets its own OEE (the breakdown counts in shift A
     ['B', 100, 86.81, 100, 86.81]);
 });
 
+// Regression (found by this suite): iot.oee_trends(..., 'shift'), GraphQL oeeTrends(bucket: "shift"), gave
+// every shift of a day the whole day's OEE.
+test('oeeTrends by shift: the same per-shift figures as oee_by_shift, not the day\'s', async () => {
+  const r = await rows(acmeLogin, `select shift, oee_percentage, availability_percentage from iot.oee_trends(now() - interval '3 days', now(), 'shift')
+                                   where calculation_date = (now() - interval '1 day')::date order by shift`);
+  assert.equal(r.map((x) => [x.shift, num(x.oee_percentage), num(x.availability_percentage)]), [['A', 65.97, 90], ['B', 86.81, 100]]);
+});
+
 test('oee_daily: the day combines both shifts', async () => {
   const r = await rows(acmeLogin, `select availability_percentage, quality_percentage, good_count, total_count, run_minutes, downtime_minutes
                                      from oee_daily where day = (now() - interval '1 day')::date`);
