@@ -6,7 +6,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
-import { adminUrl, createTestDatabase, seedSmallPlant, TestDatabase } from '../helpers/db';
+import { adminUrl, createTestDatabase, seedSmallPlant, TestDatabase, asLogin as asLoginOf } from '../helpers/db';
 
 const test = suite('analytics views');
 const suffix = randomBytes(3).toString('hex');
@@ -19,18 +19,7 @@ let db: TestDatabase;
 let acme: Awaited<ReturnType<typeof seedSmallPlant>>;
 let globex: Awaited<ReturnType<typeof seedSmallPlant>>;
 
-async function as<T>(user: string, fn: (c: Client) => Promise<T>): Promise<T> {
-  const u = new URL(db.url);
-  u.username = user;
-  u.password = password;
-  const c = new Client({ connectionString: u.toString() });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
+const as = <T>(user: string, fn: (c: Client) => Promise<T>) => asLoginOf(db.url, user, password, fn);
 const rows = (user: string, sql: string) => as(user, async (c) => (await c.query(sql)).rows);
 const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
 

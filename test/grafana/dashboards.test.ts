@@ -15,7 +15,7 @@ import { ReadingSink } from '../../src/ingest/sink';
 import { register } from '../../src/lib/metrics';
 import '../../src/server/realtime/ws-metrics';
 import { seedDemoHistory, seedDemoPlant } from '../../src/sim/demo-plant';
-import { adminUrl, createTestDatabase, TestDatabase } from '../helpers/db';
+import { adminUrl, createTestDatabase, TestDatabase, asLogin as asLoginOf } from '../helpers/db';
 import { refreshRollups } from '../helpers/tier';
 
 const test = suite('grafana dashboards');
@@ -125,18 +125,7 @@ async function resolveVariables(d: Dashboard, c: Client, from: number, to: numbe
   return values;
 }
 
-async function asLogin<T>(user: string, fn: (c: Client) => Promise<T>): Promise<T> {
-  const u = new URL(db.url);
-  u.username = user;
-  u.password = password;
-  const c = new Client({ connectionString: u.toString() });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
+const asLogin = <T>(user: string, fn: (c: Client) => Promise<T>) => asLoginOf(db.url, user, password, fn);
 
 async function runPanel(q: Query, user: string, from: number, to: number) {
   return asLogin(user, async (c) => {

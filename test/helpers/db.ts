@@ -83,3 +83,17 @@ export async function seedSmallPlant(pool: Pool, code = 'acme', facility = 'F1')
   }
   return { tenantId, facilityId: f.rows[0].id, workCenterId: w.rows[0].id, deviceId: d.rows[0].id, deviceCode: `${facility}-DEV-1` };
 }
+
+/** Runs `fn` on a connection of the suite's database as another login (an analyst, Grafana's). */
+export async function asLogin<T>(databaseUrl: string, user: string, password: string, fn: (c: Client) => Promise<T>): Promise<T> {
+  const u = new URL(databaseUrl);
+  u.username = user;
+  u.password = password;
+  const c = new Client({ connectionString: u.toString() });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}
