@@ -16,6 +16,7 @@ import {
   startOpcuaIngest, startSparkplugIngest, restIngestForApi, startRestIngest,
 } from './runtime';
 import { createDeviceKey, listDeviceKeys, revokeDeviceKey } from '../ingest/rest/device-keys';
+import { exportCommand, importCommand, ExportCommandOptions } from '../archive/commands';
 
 const log = logger('iot');
 
@@ -293,6 +294,40 @@ deviceKey.command('revoke <keyId>')
         process.stderr.write(`no active key ${keyId}\n`);
         process.exitCode = 2;
       }
+    });
+  });
+
+program.command('import <source>')
+  .description('Load historical readings through the ingest sink: a CSV in the MQTT payload\'s columns, or files written by `iot export` (CSV, Parquet), a folder of them, or s3://bucket/prefix. Prints rows stored, duplicates, and refused rows with lines and reasons.')
+  .option('--tenant <code>', 'every row belongs to this tenant (needed when a device code exists in several tenants)')
+  .option('--dry-run', 'check every row against the registry, write nothing')
+  .option('--strict', 'exit 1 if any row was refused')
+  .action(async (source: string, opts: { tenant?: string; dryRun?: boolean; strict?: boolean }) => {
+    logToStderr(); // stdout is the summary
+    const c = config();
+    await runOnce(async (life) => {
+      const db = await resolveDatabase(c, life, { joinRunning: true });
+      const pool = createPool(db.url, life, 5, 'iot-import');
+      process.exitCode = await importCommand(pool, source, opts, {
+        batchSize: c.INGEST_BATCH_SIZE, bufferMax: c.INGEST_BUFFER_MAX, maxFutureMs: c.INGEST_MAX_FUTURE_SECONDS * 1000, env: process.env });
+    });
+  });
+program.command('export')
+  .description('Write the readings of [--from, --to) as one file per tenant and UTC day (<tenant>/<yyyy>/<mm>/<dd>.parquet|.csv) to a folder or an S3-compatible bucket (S3_* settings).')
+  .requiredOption('--from <iso>', 'start, inclusive (e.g. 2026-01-01)')
+  .requiredOption('--to <iso>', 'end, exclusive (e.g. 2026-02-01)')
+  .option('--tenant <code>', 'one tenant (default: all)')
+  .option('--format <format>', 'parquet or csv', 'parquet')
+  .option('--to-dir <path>', 'a folder')
+  .option('--to-url <url>', 's3://bucket/prefix')
+  .option('--facility <code>', 'one facility').option('--device <code>', 'one device').option('--sensor <type>', 'one sensor type')
+  .action(async (opts: ExportCommandOptions) => {
+    logToStderr();
+    const c = config();
+    await runOnce(async (life) => {
+      const db = await resolveDatabase(c, life, { joinRunning: true });
+      const pool = createPool(db.url, life, 2, 'iot-export');
+      process.exitCode = await exportCommand(pool, opts, { env: process.env });
     });
   });
 

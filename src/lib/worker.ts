@@ -4,6 +4,7 @@ import createPartitions from '../../workers/telemetry__create_partitions';
 import refreshRollups from '../../workers/rollups__refresh';
 import applyRetention from '../../workers/telemetry__apply_retention';
 import compressTelemetry from '../../workers/telemetry__compress';
+import archiveTelemetry from '../../workers/telemetry__archive';
 import checkHeartbeats from '../../workers/devices__check_heartbeats';
 import evaluateSpc from '../../workers/spc__evaluate';
 import calculateHealth from '../../workers/health__calculate_scores';
@@ -22,6 +23,7 @@ export const taskList: TaskList = {
   rollups__refresh: refreshRollups,
   telemetry__apply_retention: applyRetention,
   telemetry__compress: compressTelemetry,
+  telemetry__archive: archiveTelemetry,
   devices__check_heartbeats: checkHeartbeats,
   spc__evaluate: evaluateSpc,
   health__calculate_scores: calculateHealth,
@@ -45,6 +47,7 @@ export const crontab = (retentionDays: number, healthIntervalMinutes = 15, deadL
   '47 * * * * live_events__prune ?max=1',
   '7 * * * * telemetry__create_partitions ?max=3',
   '37 * * * * telemetry__compress ?max=1',
+  `45 2 * * * telemetry__archive ?max=1 ${JSON.stringify({ days: retentionDays })}`,
   `15 3 * * * telemetry__apply_retention ?max=1 ${JSON.stringify({ days: retentionDays })}`,
   '5 * * * * performance__rollup_hourly ?max=1 {"hours":3}',
   '41 * * * * performance__prune_logs ?max=1 {"days":14,"cacheDays":400}',
