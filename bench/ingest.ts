@@ -1,28 +1,57 @@
 // npm run bench:ingest — readings per second stored end to end (publisher process -> broker ->
-// MQTT ingestor -> COPY sink -> sensor_readings), against the raw COPY ceiling of the same
-// database measured in the same run, and their ratio. Not a test: it prints figures.
-import { fork } from 'node:child_process';
+// ingest process(es) -> COPY sink -> sensor_readings, event detection on), each row beside the raw
+// COPY ceiling and a one-INSERT-per-message baseline measured in the same run on the same
+// database. Prints a markdown table. Not a test: it prints figures.
+import { ChildProcess, fork } from 'node:child_process';
 import { join } from 'node:path';
 import { Pool } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { MqttIngestor } from '../src/ingest/mqtt';
-import { RegistryCache } from '../src/ingest/registry';
-import { ReadingSink } from '../src/ingest/sink';
 import { setLogLevel } from '../src/lib/log';
-import { benchBroker, benchDatabase, fmt, handleArguments, seedBenchPlant } from './support';
+import { benchBroker, benchDatabase, BenchChannel, BenchChannelIds, fmt, handleArguments, seedBenchPlant } from './support';
 
 handleArguments(`
 npm run bench:ingest: readings per second stored end to end (publisher process -> MQTT broker ->
-ingestor -> COPY sink -> sensor_readings), beside the raw COPY ceiling of the same database.
+ingest process(es) -> COPY sink -> sensor_readings, event detection on), beside the raw COPY
+ceiling and a one-INSERT-per-message baseline (a Node-RED-like flow) on the same database.
 
 Variables:
-  BENCH_READINGS               readings to publish (500000)
-  BENCH_READINGS_PER_MESSAGE   readings per MQTT message (20)`);
+  BENCH_READINGS              readings per row (500000; the 1-reading-per-message row: a fifth)
+  BENCH_BATCH_SIZE            INGEST_BATCH_SIZE of the ingest processes (5000)
+  BENCH_BATCH_MAX_WAIT_MS     INGEST_BATCH_MAX_WAIT_MS (100)
+  BENCH_WRITERS               sink writers per ingest process (2)
+  BENCH_MINUTES               then a long run of that many minutes at BENCH_RATE, printing RSS (0: none)
+  BENCH_RATE                  readings/s of the long run (50000)
+  BENCH_MQTT_URL              an MQTT 5 broker (mosquitto) also measures two ingest processes sharing
+                              one subscription ($share); aedes cannot`);
 
 const N = Number(process.env.BENCH_READINGS ?? 500_000);
-const PER_MESSAGE = Number(process.env.BENCH_READINGS_PER_MESSAGE ?? 20);
+const BATCH = Number(process.env.BENCH_BATCH_SIZE ?? 5000);
+const WAIT = Number(process.env.BENCH_BATCH_MAX_WAIT_MS ?? 100);
+const WRITERS = Number(process.env.BENCH_WRITERS ?? 2);
+const MINUTES = Number(process.env.BENCH_MINUTES ?? 0);
+const RATE = Number(process.env.BENCH_RATE ?? 50_000);
 
-async function copyCeiling(pool: Pool, ids: { tenantId: string; deviceId: string; sensorType: string }[], n: number): Promise<number> {
+/** One row of the table. readingsPerSecond null: not measured (note says why). */
+export interface BenchRow { name: string; readingsPerSecond: number | null; peakRssMiB?: number; note?: string }
+/** What a protocol's benchmark gets to measure its row on the same database and broker. */
+export interface BenchContext { dbUrl: string; pool: Pool; brokerUrl: string; brokerKind: string; channels: BenchChannel[]; ids: BenchChannelIds[] }
+/**
+ * Hook for the other protocols' rows (the lead adds them from bench/sparkplug.ts, bench/opcua.ts,
+ * bench/modbus.ts, bench/rest.ts), measured after the MQTT rows, e.g.
+ *   EXTRA_ROWS.push(async (ctx) => ({ name: 'Sparkplug B, 20 metrics per DDATA', ...await sparkplugRow(ctx) }));
+ */
+export const EXTRA_ROWS: ((ctx: BenchContext) => Promise<BenchRow>)[] = [];
+
+const child = (file: string) => fork(join(__dirname, file), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+const once = <T>(c: ChildProcess, kind: string) => new Promise<T>((resolve, reject) => {
+  const on = (m: { kind?: string }) => { if (m?.kind === kind) { c.off('message', on); resolve(m as T); } };
+  c.on('message', on);
+  c.once('exit', (code) => reject(new Error(`${kind}: child exited with ${code}`)));
+});
+interface Stats { stored: number; peakRss: number; rss?: number; duplicates?: number; deadLetters?: number; batches?: number }
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function copyCeiling(pool: Pool, ids: BenchChannelIds[], n: number): Promise<number> {
   // The same row shape straight into the same table with its indexes, in one COPY stream.
   const client = await pool.connect();
   const t0 = Date.parse('2025-06-01T00:00:00Z');
@@ -53,66 +82,118 @@ async function copyCeiling(pool: Pool, ids: { tenantId: string; deviceId: string
   return n / seconds;
 }
 
+/** Starts the consumers, publishes, and waits until they stored every reading (or nothing moved for 10 s). */
+async function measure(consumers: ChildProcess[], ctx: BenchContext, perMessage: number, readings: number) {
+  const latest = consumers.map<Stats>(() => ({ stored: 0, peakRss: 0 }));
+  consumers.forEach((c, i) => c.on('message', (m: Stats & { kind: string }) => { if (m.kind === 'stats') latest[i] = m; }));
+  await Promise.all(consumers.map((c) => once(c, 'ready')));
+  const base = latest.reduce((a, s) => a + s.stored, 0);
+  const messages = Math.ceil(readings / perMessage);
+  const total = messages * perMessage;
+  const publisher = child('ingest-publisher-process.js');
+  const started = Date.now();
+  publisher.send({ url: ctx.brokerUrl, channels: ctx.channels, messages, perMessage, qos: 1 });
+  let last = -1;
+  let lastChange = Date.now();
+  let finished = Date.now();
+  const stored = () => latest.reduce((a, s) => a + s.stored, 0) - base;
+  while (stored() < total) {
+    await sleep(20);
+    if (stored() !== last) {
+      last = stored();
+      lastChange = finished = Date.now();
+    } else if (Date.now() - lastChange > 10_000) break;
+  }
+  if (stored() >= total) finished = Date.now();
+  await Promise.all(consumers.map(async (c) => { c.send({ kind: 'stop' }); await once(c, 'stopped').catch(() => undefined); }));
+  const seconds = (finished - started) / 1000;
+  return { perSecond: stored() / seconds, seconds, stored: stored(), total, peakRssMiB: latest.reduce((a, s) => a + s.peakRss, 0) / 2 ** 20 };
+}
+
+function ingestProcess(ctx: BenchContext, clientId: string, sharedGroup?: string): ChildProcess {
+  const c = child('ingest-process.js');
+  c.send({ dbUrl: ctx.dbUrl, brokerUrl: ctx.brokerUrl, clientId, sharedGroup, batchSize: BATCH, maxWaitMs: WAIT, writers: WRITERS });
+  return c;
+}
+
+async function mqttRow(ctx: BenchContext, name: string, perMessage: number, readings: number, processes: number): Promise<BenchRow> {
+  const group = processes > 1 ? `bench-${process.pid}` : undefined;
+  const consumers = Array.from({ length: processes }, (_x, i) => ingestProcess(ctx, `bench-ingest-${process.pid}-${name.length}-${i}`, group));
+  const r = await measure(consumers, ctx, perMessage, readings);
+  const lost = r.total - r.stored;
+  return { name, readingsPerSecond: r.perSecond, peakRssMiB: r.peakRssMiB,
+    note: `${fmt(r.stored)} stored in ${r.seconds.toFixed(1)} s` + (lost > 0 ? `; ${fmt(lost)} NOT DELIVERED (broker queue limit?)` : '') };
+}
+
+async function baselineRow(ctx: BenchContext, plant: Awaited<ReturnType<typeof seedBenchPlant>>, readings: number): Promise<BenchRow> {
+  const c = child('insert-baseline-process.js');
+  const units: Record<string, string> = { TEMPERATURE: '°F', VIBRATION: 'mm/s', PRESSURE: 'PSI' };
+  c.send({ dbUrl: ctx.dbUrl, brokerUrl: ctx.brokerUrl, clientId: `bench-baseline-${process.pid}`, tenantId: plant.tenantId,
+    devices: Object.fromEntries(plant.devices.map((d) => [d.code, d.id])), units });
+  const r = await measure([c], ctx, 20, readings);
+  return { name: 'baseline: one INSERT per message (Node-RED-like), 20 readings/message', readingsPerSecond: r.perSecond, peakRssMiB: r.peakRssMiB,
+    note: `${fmt(r.stored)} stored in ${r.seconds.toFixed(1)} s; no events, no heartbeats, no dedup check beyond the key` };
+}
+
+async function longRun(ctx: BenchContext): Promise<void> {
+  const ingest = ingestProcess(ctx, `bench-long-${process.pid}`);
+  let s: Stats = { stored: 0, peakRss: 0 };
+  ingest.on('message', (m: Stats & { kind: string }) => { if (m.kind === 'stats') s = m; });
+  await once(ingest, 'ready');
+  const publisher = child('ingest-publisher-process.js');
+  publisher.send({ url: ctx.brokerUrl, channels: ctx.channels, messages: 0, perMessage: 20, qos: 1, rate: RATE, seconds: MINUTES * 60 });
+  console.log(`\nlong run: ${MINUTES} min at ${fmt(RATE)} readings/s (20 per message), one ingest process`);
+  console.log('| minute | stored | readings/s since last | RSS MiB |\n|---:|---:|---:|---:|');
+  let prev = 0;
+  for (let m = 0.5; m <= MINUTES; m += 0.5) {
+    await sleep(30_000);
+    console.log(`| ${m.toFixed(1)} | ${fmt(s.stored)} | ${fmt((s.stored - prev) / 30)} | ${fmt((s.rss ?? 0) / 2 ** 20)} |`);
+    prev = s.stored;
+  }
+  publisher.kill();
+  ingest.send({ kind: 'stop' });
+  await once(ingest, 'stopped').catch(() => undefined);
+}
+
 async function main() {
   setLogLevel('warn');
   const db = await benchDatabase('ingest');
   const broker = await benchBroker();
-  const pool = new Pool({ connectionString: db.url, max: 8 });
+  const pool = new Pool({ connectionString: db.url, max: 4 });
   try {
-    const { channels, ids } = await seedBenchPlant(pool);
-    const registry = new RegistryCache(pool);
-    await registry.start();
-    const sink = new ReadingSink(pool, { batchSize: 5000, maxWaitMs: 100, bufferMax: 200_000, writers: 2 });
-    const ingestor = new MqttIngestor({ brokerUrl: broker.url, topics: ['facility/+/workcenter/+/sensor/+'], qos: 1,
-      clientId: `bench-ingest-${process.pid}`, maxFutureSeconds: 300 }, registry, sink);
-    await ingestor.start();
-    await new Promise((r) => setTimeout(r, 300));
-
-    const messages = Math.ceil(N / PER_MESSAGE);
-    const total = messages * PER_MESSAGE;
-    let peakRss = 0;
-    const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 100);
-    const child = fork(join(__dirname, 'publisher-process.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    const started = Date.now();
-    const published = new Promise<{ publishMs: number }>((r) => child.once('message', (m) => r(m as { publishMs: number })));
-    child.send({ url: broker.url, channels, messages, perMessage: PER_MESSAGE, t0: Date.parse('2026-01-01T00:00:00Z'), qos: 1 });
-    // Redeliveries (QoS 1 after a reconnect) count as duplicates, so wait for every distinct reading,
-    // or until nothing moves for 10 s (a broker that drops queued messages, see the report).
-    let last = -1;
-    let lastChange = Date.now();
-    let finished = Date.now();
-    while (sink.stats.stored < total) {
-      await new Promise((r) => setTimeout(r, 20));
-      if (sink.stats.stored !== last) {
-        last = sink.stats.stored;
-        lastChange = finished = Date.now();
-      } else if (Date.now() - lastChange > 10_000 && sink.buffered === 0) {
-        break;
-      }
-    }
-    if (sink.stats.stored >= total) finished = Date.now();
-    const e2eSeconds = (finished - started) / 1000;
-    const lost = total - sink.stats.stored;
-    clearInterval(sampler);
-    const { publishMs } = await published;
-    const e2e = sink.stats.stored / e2eSeconds;
-    await ingestor.stop();
-    await sink.close();
-    await registry.stop();
-
-    console.log(`  (end to end done: ${fmt(total)} readings in ${e2eSeconds.toFixed(2)} s; measuring the COPY ceiling)`);
-    const ceiling = await copyCeiling(pool, ids, total);
-    const stored = Number((await pool.query(`select count(*) from iot_private.sensor_readings where time >= '2026-01-01'`)).rows[0].count);
-    console.log([
-      `ingest benchmark (PostgreSQL ${db.version}, tier ${db.tier}, broker ${broker.kind}, ${ids.length} channels)`,
-      `  published      ${fmt(total)} readings in ${fmt(messages)} QoS 1 messages of ${PER_MESSAGE} (publisher took ${(publishMs / 1000).toFixed(2)} s)`,
-      `  stored         ${fmt(stored)} rows (dead letters ${sink.stats.deadLetters}, duplicates ${sink.stats.duplicates})`,
-      ...(lost > 0 ? [`  NOT DELIVERED  ${fmt(lost)} readings: the broker dropped queued messages while ingest paused` +
-        ` (mosquitto's default max_queued_messages 1000; deploy/mosquitto/mosquitto.conf raises it)`] : []),
-      `  end to end     ${fmt(e2e)} readings/s  (${e2eSeconds.toFixed(2)} s, ${sink.stats.batches} batches, peak RSS ${fmt(peakRss / 2 ** 20)} MiB)`,
-      `  COPY ceiling   ${fmt(ceiling)} rows/s  (same rows, same table and indexes, one COPY stream)`,
-      `  ratio          ${(e2e / ceiling).toFixed(2)} of the COPY ceiling`,
-    ].join('\n'));
+    const plant = await seedBenchPlant(pool);
+    const ctx: BenchContext = { dbUrl: db.url, pool, brokerUrl: broker.url, brokerKind: broker.kind, channels: plant.channels, ids: plant.ids };
+    // Today's and tomorrow's partitions (tier 3), for the baseline's plain INSERTs.
+    if (db.tier === 3) await pool.query(`select iot_private.ensure_partitions('sensor_readings', now() - interval '1 day', now() + interval '1 day')`);
+    const shared = broker.kind.startsWith('aedes') ? undefined : `two ingest processes, shared subscription ($share), 20 readings/message`;
+    const rows: BenchRow[] = [];
+    const run = async (what: Promise<BenchRow>) => {
+      const row = await what;
+      console.log(`  measured: ${row.name}: ${row.readingsPerSecond === null ? 'n/a' : fmt(row.readingsPerSecond) + ' readings/s'} (${row.note ?? ''})`);
+      rows.push(row);
+    };
+    await run(mqttRow(ctx, 'MQTT JSON, 20 readings/message, one ingest process', 20, N, 1));
+    await run(mqttRow(ctx, 'MQTT JSON, 1 reading/message, one ingest process', 1, Math.ceil(N / 5), 1));
+    if (shared) await run(mqttRow(ctx, `MQTT JSON, ${shared}`, 20, N, 2));
+    else rows.push({ name: 'MQTT JSON, two ingest processes, shared subscription', readingsPerSecond: null, note: 'n/a: needs MQTT 5 $share (aedes has none; BENCH_MQTT_URL=mosquitto)' });
+    for (const extra of EXTRA_ROWS) await run(extra(ctx));
+    await run(baselineRow(ctx, plant, N));
+    const ceiling = await copyCeiling(pool, plant.ids, N);
+    const baseline = rows.find((r) => r.name.startsWith('baseline'))?.readingsPerSecond ?? null;
+    const table = [
+      `ingest benchmark: PostgreSQL ${db.version}, tier ${db.tier}, broker ${broker.kind}, ${plant.ids.length} channels, ` +
+        `batch ${fmt(BATCH)} / wait ${WAIT} ms / ${WRITERS} writers, event detection on`,
+      '',
+      '| path | readings/s | of COPY ceiling | x baseline | peak RSS MiB | notes |',
+      '|---|---:|---:|---:|---:|---|',
+      `| raw COPY ceiling (one COPY stream, same table and indexes) | ${fmt(ceiling)} | 1.00 | ${baseline ? (ceiling / baseline).toFixed(1) : 'n/a'} | | no events, no dedup |`,
+      ...rows.map((r) => `| ${r.name} | ${r.readingsPerSecond === null ? 'n/a' : fmt(r.readingsPerSecond)} | ` +
+        `${r.readingsPerSecond === null ? '' : (r.readingsPerSecond / ceiling).toFixed(2)} | ` +
+        `${r.readingsPerSecond === null || !baseline ? '' : (r.readingsPerSecond / baseline).toFixed(1)} | ` +
+        `${r.peakRssMiB === undefined ? '' : fmt(r.peakRssMiB)} | ${r.note ?? ''} |`),
+    ];
+    console.log('\n' + table.join('\n'));
+    if (MINUTES > 0) await longRun(ctx);
   } finally {
     await pool.end();
     await broker.stop();

@@ -207,6 +207,126 @@ as $$
   select make_interval(secs => coalesce((select s.value::double precision from iot_private.settings s where s.key = setting_key), fallback))
 $$;
 
+-- Fast path: a channel whose batch provably raises nothing and changes nothing but its newest
+-- reading (and an open excursion's peak) has its state saved here in one flat pass; only the
+-- other channels' devices go through the full detector below. Provably, because:
+--  - either no excursion is open and every reading is back inside the hysteresis band (no episode
+--    can start), or a confirmed excursion is open and no reading is back inside it (no recovery
+--    can start, and its one event was raised already);
+--  - the readings span less than a minute and the cached baseline is that of their minute (the
+--    full detector would read no history and use that cache), and no gap exceeds 2 minutes (so W
+--    is 60 minutes and the previous reading lies within it); the channel is not a counter;
+--  - every reading's z and step stay below 0.999 k: the same baseline as the full detector's
+--    (cache plus the batch's earlier readings), summed in another order, the margin covering the
+--    rounding (sigma is floored at 1% of the mean, so the variance's cancellation stays tiny).
+-- Such a channel's full run would raise nothing and write exactly this state (newest reading;
+-- back_since from the first back reading, or null in an excursion; the excursion's peak; not
+-- anomalous; the baseline cache unchanged). test/db/events.test.ts runs both and compares.
+-- Live traffic takes it for most channels, except once a minute per channel (the baseline cache's
+-- refresh) and around excursions; such a batch costs one sort of the batch and no history read.
+-- The session setting iot.event_fast_path = off turns it off (the tests compare the two).
+create or replace function iot_private.save_plain_channel_states(
+  counter_types text[], k double precision, min_sample integer) returns uuid[]
+  language plpgsql
+  set search_path = pg_catalog, pg_temp
+  set jit = off
+as $$
+declare
+  slow_devices uuid[];
+begin
+  with info as materialized (
+    select e.device_id, e.sensor_type, e.last_time as state_time, e.last_value as state_value,
+           (not e.out_of_range or e.excursion_confirmed) and e.last_time is not null
+             and e.baseline_window = interval '60 minutes' and not (e.sensor_type = any (counter_types)) as candidate,
+           e.out_of_range as latched, e.excursion_peak_value as open_peak,
+           k.newest > e.last_time or (e.last_time is null and k.newest is not null) as to_judge,
+           coalesce(e.baseline_count, 0) as hn, coalesce(e.baseline_sum, 0) as hs, coalesce(e.baseline_sum_sq, 0) as hs2,
+           rg.lo, rg.hi,
+           case when rg.lo is null then 0 when rg.hi is null then abs(rg.lo) / 20 else (rg.hi - rg.lo) / 20 end as lo_margin,
+           case when rg.hi is null then 0 when rg.lo is null then abs(rg.hi) / 20 else (rg.hi - rg.lo) / 20 end as hi_margin
+    from (select s.device_id, s.sensor_type, max(s.time) filter (where s.quality <> 'BAD') as newest
+          from pg_temp.reading_staging s group by s.device_id, s.sensor_type) k
+    join iot_private.channel_event_state e on e.device_id = k.device_id and e.sensor_type = k.sensor_type
+    join iot.device_channels c on c.device_id = k.device_id and c.sensor_type = k.sensor_type
+    join iot.sensor_types st on st.sensor_type = c.sensor_type
+    cross join lateral (
+      select case when coalesce(c.normal_min, st.normal_min) >= coalesce(c.normal_max, st.normal_max)
+                  then c.normal_min else coalesce(c.normal_min, st.normal_min) end as lo,
+             case when coalesce(c.normal_min, st.normal_min) >= coalesce(c.normal_max, st.normal_max)
+                  then c.normal_max else coalesce(c.normal_max, st.normal_max) end as hi
+    ) rg
+  ), judged as (
+    -- Per reading (the full detector's set: one per time, BAD and already-judged ones left out):
+    -- its baseline (the cache plus the batch's earlier readings) and whether it is plain. Rows stay
+    -- in (device, sensor type, time) order from the one sort, so the grouping below sorts nothing.
+    select w.device_id, w.sensor_type, w.time, w.value, w.prev_time, w.is_last, w.latched, w.open_peak, w.lo, w.hi,
+           case when w.value > w.hi then w.value - w.hi when w.value < w.lo then w.lo - w.value end as excess,
+           w.is_back <> w.latched
+             and coalesce(not (w.n >= min_sample and (abs(w.value - w.mean) / w.sigma > 0.999 * k
+                                                   or abs(w.value - w.prev_value) / (sqrt(2) * w.sigma) > 0.999 * k)), true) as plain
+    from (
+      select v.*, greatest(sqrt(greatest(v.s2 - v.s * v.mean, 0) / nullif(v.n - 1, 0)), 0.01 * abs(v.mean),
+                           0.01 * (v.hi - v.lo), 1e-9) as sigma
+      from (
+        select u.*, u.s / nullif(u.n, 0) as mean
+        from (
+          select r.device_id, r.sensor_type, r.time, r.value, r.lo, r.hi, r.latched, r.open_peak,
+                 coalesce(lag(r.time) over o, r.state_time) as prev_time,
+                 coalesce(lag(r.value) over o, r.state_value) as prev_value,
+                 lead(r.time) over o is null as is_last,
+                 (r.lo is null or r.value >= r.lo + r.lo_margin) and (r.hi is null or r.value <= r.hi - r.hi_margin) as is_back,
+                 r.hn + (row_number() over o - 1) as n,
+                 r.hs + coalesce(sum(r.value) over before, 0) as s,
+                 r.hs2 + coalesce(sum(r.value * r.value) over before, 0) as s2
+          from (
+            select distinct on (s.device_id, s.sensor_type, s.time)
+                   s.device_id, s.sensor_type, s.time, s.value, i.state_time, i.state_value, i.latched, i.open_peak,
+                   i.lo, i.hi, i.lo_margin, i.hi_margin, i.hn, i.hs, i.hs2
+            from pg_temp.reading_staging s
+            join info i on i.device_id = s.device_id and i.sensor_type = s.sensor_type
+            where i.candidate and i.to_judge and s.quality <> 'BAD' and s.time > i.state_time
+            order by s.device_id, s.sensor_type, s.time, s.ctid
+          ) r
+          window o as (partition by r.device_id, r.sensor_type order by r.time),
+                 before as (o rows between unbounded preceding and 1 preceding)
+        ) u
+      ) v
+    ) w
+  ), per_channel as (
+    select j.device_id, j.sensor_type, min(j.time) as first_time, max(j.time) as last_time,
+           max(j.value) filter (where j.is_last) as last_value, bool_or(j.latched) as latched,
+           -- An open excursion's peak so far, as the full detector keeps it ([excess, value], the largest).
+           greatest(max(array[j.excess, j.value]) filter (where j.excess is not null),
+                    max(case when j.latched and j.open_peak is not null
+                             then array[greatest(j.open_peak - j.hi, j.lo - j.open_peak), j.open_peak] end)) as peak,
+           bool_and(j.plain) and max(j.time) - min(j.time) < interval '1 minute'
+             and max(j.time - j.prev_time) <= interval '2 minutes' as plain
+    from judged j
+    group by j.device_id, j.sensor_type
+  ), saved as (
+    update iot_private.channel_event_state e
+       set last_time = p.last_time, last_value = p.last_value,
+           back_since = case when not p.latched then coalesce(e.back_since, p.first_time) end,
+           excursion_peak_value = case when p.latched then p.peak[2] end,
+           anomalous = false, updated_at = now()
+      from per_channel p
+     where p.plain and e.device_id = p.device_id and e.sensor_type = p.sensor_type
+       and e.baseline_end = date_bin('1 minute', p.first_time, timestamptz '2000-01-01 00:00Z')
+    returning e.device_id, e.sensor_type
+  )
+  -- Every other channel with readings to judge: not a candidate, not plain, or its cache is stale.
+  select array_agg(distinct x.device_id) into slow_devices
+  from (
+    select i.device_id, i.sensor_type from info i where i.to_judge
+    except
+    select sv.device_id, sv.sensor_type from saved sv
+  ) x;
+  return slow_devices;
+end
+$$;
+comment on function iot_private.save_plain_channel_states(text[], double precision, integer) is
+  'Fast path of iot_private.detect_batch_events(): saves the state of the batch''s channels that provably raise nothing (see the comment above it in sql/510_batch_events.sql) and returns the devices of the other channels with readings to judge (null: none).';
+
 -- jit off: the statement's estimated cost easily passes jit_above_cost, and compiling it took from
 -- 0.1 s to over 2 s per batch, for a query that runs in tens of milliseconds.
 -- plan_cache_mode: the batch's size is known only when the statement is planned (the staging table
@@ -228,6 +348,9 @@ declare
     array['COUNT']);
   events jsonb;
   raised integer;
+  -- Devices whose channels need the full detector below (null: all of them, the fast path is off).
+  slow_devices uuid[];
+  candidates bigint;
 begin
   -- State rows for new channels, then every state row of the batch locked, both in key order.
   insert into iot_private.channel_event_state (device_id, sensor_type)
@@ -235,11 +358,27 @@ begin
   from pg_temp.reading_staging s
   order by 1, 2
   on conflict on constraint channel_event_state_pkey do nothing;
-  perform 1
-  from iot_private.channel_event_state e
-  where (e.device_id, e.sensor_type) in (select s.device_id, s.sensor_type from pg_temp.reading_staging s)
-  order by e.device_id, e.sensor_type
-  for update;
+  -- Counting, as they are locked, the rows the fast path could settle (see below).
+  select count(*) filter (where (not x.out_of_range or x.excursion_confirmed) and x.last_time is not null
+                            and x.baseline_window = interval '60 minutes')
+    into candidates
+  from (
+    select e.out_of_range, e.excursion_confirmed, e.last_time, e.baseline_window
+    from iot_private.channel_event_state e
+    where (e.device_id, e.sensor_type) in (select s.device_id, s.sensor_type from pg_temp.reading_staging s)
+    order by e.device_id, e.sensor_type
+    for update
+  ) x;
+
+  -- The fast path first (iot_private.save_plain_channel_states): only the devices of channels it
+  -- cannot settle go through the full detector below. iot.event_fast_path = off (a session
+  -- setting) sends every channel through it (test/db/events.test.ts compares the two).
+  if candidates > 0 and coalesce(current_setting('iot.event_fast_path', true), '') <> 'off' then
+    slow_devices := iot_private.save_plain_channel_states(counter_types, k, min_sample);
+    if slow_devices is null then
+      return 0;
+    end if;
+  end if;
 
   -- The plan is shaped for the planner's blindness about the temporary table: no join between two
   -- CTEs (it would guess one row each and nest loops over both). Each channel's readings travel as
@@ -267,6 +406,7 @@ begin
           where e.device_id = r.device_id and e.sensor_type = r.sensor_type offset 0
         ) e
         where r.quality <> 'BAD' and (e.last_time is null or r.time > e.last_time)
+          and (slow_devices is null or r.device_id = any (slow_devices))
         order by r.device_id, r.sensor_type, r.time, r.ctid
       ) r
       window w as (partition by r.device_id, r.sensor_type order by r.time)

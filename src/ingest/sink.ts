@@ -1,7 +1,11 @@
 // The one ReadingSink every protocol writes through (DESIGN.md, "Data flow").
 // Readings are buffered, COPYed in batches into the session's staging table and stored by
 // iot_private.ingest_staged_readings() (dedup, heartbeats, NOTIFY) in one transaction per batch.
-//  - Batches close at `batchSize` readings or after `maxWaitMs`, whichever comes first.
+//  - Natural batching: a free writer starts a batch at once with what is buffered (up to
+//    `batchSize`), so at low rates a reading waits about one batch's cost, and at high rates
+//    batches grow to what arrived while the writers were busy. A further writer (another is busy)
+//    starts only for a full batch, or for readings that have waited `maxWaitMs`: tiny concurrent
+//    transactions would only queue on the same channel and device locks.
 //  - Every reading is checked when it is added (a valid time in the accepted range, uuids, a finite
 //    value, a known quality, text and metadata PostgreSQL can hold); one that fails becomes a dead
 //    letter at once, so a COPY is only ever started with its whole data serialised beforehand and
@@ -234,6 +238,8 @@ export class ReadingSink extends EventEmitter {
   private stuckTimer: NodeJS.Timeout | undefined;
   private stuckDelay = 1000;
   private timer: NodeJS.Timeout | undefined;
+  /** When the oldest reading still buffered arrived (roughly: leftovers of a batch keep the earlier time). */
+  private bufferSince: number | undefined;
   private summaryTimer: NodeJS.Timeout | undefined;
   private activeWriters = 0;
   private closing = false;
@@ -560,14 +566,25 @@ export class ReadingSink extends EventEmitter {
   }
 
   private schedule(): void {
-    if (this.buffer.length >= this.options.batchSize || this.deadLetters.length >= this.options.batchSize) {
-      this.kick();
-    } else if (!this.timer) {
-      this.timer = setTimeout(() => {
-        this.timer = undefined;
-        this.kick();
-      }, this.options.maxWaitMs);
-    }
+    if (this.buffer.length && this.bufferSince === undefined) this.bufferSince = Date.now();
+    this.kick();
+    // Still waiting with a writer free: a further writer starts once the oldest reading has waited
+    // maxWaitMs (a busy writer that finishes first takes it at once). While the database is down
+    // the one writer probing it carries on alone.
+    if (this.timer || this.abandoning || this.activeWriters >= this.writers || !(this.buffer.length || this.deadLetters.length)) return;
+    if (!this.stats.databaseUp && this.activeWriters) return;
+    const wait = Math.max(1, (this.bufferSince ?? Date.now()) + this.options.maxWaitMs - Date.now());
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.schedule();
+    }, wait);
+  }
+
+  /** Whether a further writer (another one is busy) should start a batch now. */
+  private batchDue(): boolean {
+    const size = this.options.batchSize;
+    return this.buffer.length >= size || this.deadLetters.length >= size || this.closing || this.receipts.size > 0 ||
+      (this.buffer.length > 0 && Date.now() - (this.bufferSince ?? 0) >= this.options.maxWaitMs);
   }
 
   /**
@@ -604,7 +621,9 @@ export class ReadingSink extends EventEmitter {
   private kick(): void {
     if (this.abandoning) return;
     while (this.activeWriters < this.writers && (this.buffer.length || this.deadLetters.length)) {
+      if (this.activeWriters > 0 && !this.batchDue()) break; // natural batching (see the header)
       const batch = this.nextBatch();
+      if (!this.buffer.length) this.bufferSince = undefined;
       const letters = this.deadLetters.splice(0, this.options.batchSize);
       const attempt: Attempt = { batch, letters };
       this.inFlight.add(attempt);
@@ -727,13 +746,15 @@ export class ReadingSink extends EventEmitter {
       cutConnection(client);
     }, cutAfter);
     try {
+      // Four round trips per batch: begin (with the staging table), COPY, the function, commit. The
+      // commit stays a message of its own: a connection lost while it runs leaves the batch in doubt
+      // (stored, and counted as duplicates when retried), and that window should stay this short.
       await client.query(`begin; set local statement_timeout = ${ms}; set local lock_timeout = ${Math.max(1000, Math.floor(ms / 3))}; ` +
-        `set local idle_in_transaction_session_timeout = ${ms}`);
+        `set local idle_in_transaction_session_timeout = ${ms}` + (batch.length ? '; select iot_private.create_reading_staging()' : ''));
       if (letters.length) await client.query('select iot_private.record_dead_letters($1::jsonb)', [lettersJson]);
       let result = { inserted: '0', duplicates: '0', rejected: '0' };
       let outcomes: Map<string, { inserted: boolean }> | undefined;
       if (batch.length) {
-        await client.query('select iot_private.create_reading_staging()');
         await new Promise<void>((resolve, reject) => {
           const stream = client.query(copyFrom(
             'copy pg_temp.reading_staging (time, tenant_id, device_id, sensor_type, value, unit, quality, metadata) from stdin'));

@@ -134,7 +134,7 @@ export const specs = {
   REST_INGEST_COMMIT_TIMEOUT_MS: { ...int(100, 600000), default: '30000', description: 'Longest a REST ingest request waits for its readings to be committed before it is answered 503 (Retry-After).' },
   REST_INGEST_RATE_PER_KEY: { ...int(0, 100000), default: '0', description: 'Requests per second one device key may make (after a burst of 100); 0: no limit.' },
   INGEST_BATCH_SIZE: { ...int(1, 1000000), default: '5000', description: 'Readings per COPY batch at most.' },
-  INGEST_BATCH_MAX_WAIT_MS: { ...int(1, 60000), default: '200', description: 'Longest a reading waits before its batch is written.' },
+  INGEST_BATCH_MAX_WAIT_MS: { ...int(1, 60000), default: '200', description: 'A free writer starts a batch at once with what is buffered; while a writer is busy, a further writer starts only for a full batch or once the oldest waiting reading has waited this long.' },
   INGEST_BUFFER_MAX: { ...int(1, 10000000), default: '100000',
     description: 'Readings held in memory while the database is slow or down; above it the ingestor stops reading from the broker.' },
   INGEST_MAX_FUTURE_SECONDS: { ...int(0, 86400), default: '300', description: 'Readings stamped further in the future than this are dead-lettered.' },

@@ -417,6 +417,98 @@ test('concurrent batches of one channel: one event per excursion, no deadlock', 
   assert.is((await events(other, OOR)).length, 1);
 });
 
+// The fast path (iot_private.save_plain_channel_states) settles plain channels without the full
+// detector: the two must give the same events and the same channel state, batch after batch.
+test('fast path and full detector agree: same events, same channel state, over live traffic with excursions, spikes and steps', async () => {
+  const { Pool } = await import('pg');
+  const full = new Pool({ connectionString: db.url, max: 2, options: '-c iot.event_fast_path=off' });
+  const chans: Channel[] = [
+    { sensorType: 'TEMPERATURE', unit: '°F' }, { sensorType: 'VIBRATION', unit: 'mm/s' }, { sensorType: 'PRESSURE', unit: 'PSI' },
+    { sensorType: 'SPEED', unit: 'sheets/h' }, { sensorType: 'COUNT', unit: 'units' }, { sensorType: 'HUMIDITY', unit: '%RH', min: null, max: 55 },
+  ];
+  const fast = await device('EV-FAST', chans);
+  const slow = await device('EV-FULL', chans);
+  const r = noise(5, 1);
+  const T = 900; // 15 minutes at 1 Hz
+  const value: Record<string, (i: number) => number> = {
+    TEMPERATURE: (i) => (i >= 200 && i < 260 ? 80 : i === 400 ? 74.9 : 67 + r() * 0.5),  // excursion, then a spike inside the range
+    VIBRATION: (i) => (i < 300 ? 1.2 : 2.0) + r() * 0.1,                                // a step within the range
+    PRESSURE: (i) => (i < 450 ? 70 : 100) + r() * 2,                                    // out of range (confirmed), then back
+    SPEED: (i) => (i === 350 ? 2000 : 1000 + r() * 5),                                  // no range: a spike only
+    COUNT: (i) => (i < 500 ? i * 10 : (i - 500) * 10),                                  // a counter with a reset
+    HUMIDITY: (i) => (i >= 600 && i < 700 ? 52.5 + r() * 0.2 : 45 + r()),               // near the upper bound's margin
+  };
+  const values = chans.map((c) => fill(T, (i) => value[c.sensorType](i)));
+  const t0 = Date.parse('2026-04-01T10:00:17Z');
+  const batchesOf = (id: string) => {
+    const out: Reading[][] = [];
+    const sizes = noise(9, 1);
+    for (let i = 0; i < T;) {
+      const n = 1 + Math.floor(Math.abs(sizes()) * 40);
+      const batch = chans.flatMap((c, k) => series(id, c, t0 + i * 1000, values[k].slice(i, i + n),
+        1000, i % 97 === 3 ? 'BAD' : 'GOOD'));
+      if (i % 53 === 1) batch.push({ ...batch[0] }); // a reading twice in one batch
+      out.push(batch);
+      i += n;
+    }
+    return out;
+  };
+  const fastBatches = batchesOf(fast);
+  const slowBatches = batchesOf(slow);
+  const fastSink = new ReadingSink(db.pool, { batchSize: 5000, maxWaitMs: 5, bufferMax: 100_000, writers: 1 });
+  const slowSink = new ReadingSink(full, { batchSize: 5000, maxWaitMs: 5, bufferMax: 100_000, writers: 1 });
+  for (let b = 0; b < fastBatches.length; b++) {
+    fastSink.add(fastBatches[b]);
+    await fastSink.flush();
+    slowSink.add(slowBatches[b]);
+    await slowSink.flush();
+  }
+  await fastSink.close();
+  await slowSink.close();
+  await full.end();
+  const strip = (rows: EventRow[]) => rows.map((e) => ({ ...e, event_description: e.event_description.replace('EV-FAST', 'EV-FULL') }));
+  const fastEvents = strip(await events(fast));
+  assert.equal(fastEvents, strip(await events(slow)));
+  const kinds = new Set(fastEvents.map((e) => `${e.event_type}/${e.event_code}`));
+  for (const k of [`${OOR}/TEMPERATURE_HIGH`, `${OOR}/PRESSURE_LOW`, `${ANOMALY}/TEMPERATURE_ANOMALY`, `${ANOMALY}/VIBRATION_ANOMALY`, `${ANOMALY}/SPEED_ANOMALY`]) {
+    assert.ok(kinds.has(k), `the traffic raised ${k} (raised: ${[...kinds].join(', ')})`);
+  }
+  const state = async (id: string) => (await db.pool.query(
+    `select sensor_type, last_time, last_value, out_of_range, excursion_started_at, excursion_side, excursion_confirmed,
+            excursion_peak_value, back_since, anomalous, last_anomaly_at, baseline_end, baseline_window, baseline_count,
+            baseline_sum, baseline_sum_sq
+     from iot_private.channel_event_state where device_id = $1 order by sensor_type`, [id])).rows;
+  assert.equal(await state(fast), await state(slow));
+});
+
+test('fast path: a plain live batch needs no full detector; a spike, an excursion or a stale baseline cache do', async () => {
+  const temp: Channel = { sensorType: 'TEMPERATURE', unit: '°F' };
+  const id = await device('EV-FAST-ROUTE', [temp]);
+  const t0 = Date.parse('2026-04-02T10:00:05Z');
+  const rnd = noise(3, 0.3);
+  await ingest(series(id, temp, t0, fill(40, () => 67 + rnd()))); // 40 s of history: its minute's cache
+  const route = async (values: number[], start: number): Promise<string[] | null> => {
+    const client = await db.pool.connect();
+    try {
+      await client.query('begin');
+      await client.query('select iot_private.create_reading_staging()');
+      for (const [i, v] of values.entries()) {
+        await client.query(`insert into pg_temp.reading_staging (time, tenant_id, device_id, sensor_type, value, unit, quality)
+                            values ($1, $2, $3, 'TEMPERATURE', $4, '°F', 'GOOD')`, [new Date(start + i * 1000), plant.tenantId, id, v]);
+      }
+      const { rows } = await client.query(`select iot_private.save_plain_channel_states(array['COUNT'], 4, 30)::text[] as slow`);
+      return rows[0].slow;
+    } finally {
+      await client.query('rollback');
+      client.release();
+    }
+  };
+  assert.is(await route([67.1, 66.9, 67.2], t0 + 40_000), null, 'plain: settled by the fast path');
+  assert.equal(await route([67.1, 75], t0 + 40_000), [id], 'a spike goes to the full detector');
+  assert.equal(await route([67.1, 90], t0 + 40_000), [id], 'an out-of-range reading goes to the full detector');
+  assert.equal(await route([67.1], t0 + 80_000), [id], 'a new minute (stale baseline cache) goes to the full detector');
+});
+
 // Last: a refresh moves the rollup watermark to the present, after which historical readings are
 // "late" and reach the rollup views only at the next refresh.
 test('the baseline comes from the rollups across batches, before and after a rollup refresh', async () => {
