@@ -120,7 +120,7 @@ test('the tenant-filtered rollup views add avg/stddev and the device code', asyn
   assert.is(none, 0);
 });
 
-test('heartbeat watchdog: one HEARTBEAT_TIMEOUT event per silence, not one per run', async () => {
+test('heartbeat watchdog: one HEARTBEAT_TIMEOUT event per silence and one recovery event, not one per run', async () => {
   await db.pool.query(`update iot.iot_devices set last_heartbeat = now() - interval '10 minutes', heartbeat_timeout_seconds = 60 where id = $1`, [plant.deviceId]);
   const first = (await db.pool.query('select iot_private.check_device_heartbeats() as n')).rows[0].n;
   const second = (await db.pool.query('select iot_private.check_device_heartbeats() as n')).rows[0].n;
@@ -130,6 +130,11 @@ test('heartbeat watchdog: one HEARTBEAT_TIMEOUT event per silence, not one per r
   await db.pool.query(`update iot.iot_devices set last_heartbeat = now() - interval '2 minutes' where id = $1`, [plant.deviceId]);
   const third = (await db.pool.query('select iot_private.check_device_heartbeats() as n')).rows[0].n;
   assert.is(third, 1, 'heard from again, then silent again: a new event');
+  const restored = async () => (await db.pool.query(`select count(*)::int as n from iot_private.equipment_events
+    where iot_device_id = $1 and event_type = 'STARTUP' and event_code = 'HEARTBEAT_RESTORED' and severity = 'INFO'`, [plant.deviceId])).rows[0].n;
+  assert.is(await restored(), 1, 'one recovery event for the first silence');
+  await db.pool.query('select iot_private.check_device_heartbeats()');
+  assert.is(await restored(), 1, 'and only one');
   const ev = await db.pool.query(`select severity, event_description from iot_private.equipment_events where event_type = 'HEARTBEAT_TIMEOUT' order by event_timestamp`);
   assert.match(ev.rows[0].event_description, plant.deviceCode);
 });
