@@ -424,10 +424,11 @@ test('200 subscribers on one instance get each event once, for at most one datab
       + `transactions: ${quiet.commits} without subscribers, ${busy.commits} with them; live_event_payload calls ${quiet.payloadCalls} -> ${busy.payloadCalls}`);
     assert.is(quiet.payloadCalls, 0, 'nobody listening: the outbox is not read');
     assert.is(busy.payloadCalls, 1, 'the outbox payload is fetched once for 100 subscribers');
-    // The outbox fetch is the one query of the two events (the reading costs none). The database-wide count also sees
-    // what runs beside the API: pg-pubsub's keep-alive `select 1` (every 25 s) and autovacuum; so up to 2 more are
-    // allowed. A query per subscriber would be 100 per event.
-    assert.ok(busy.commits - quiet.commits <= 3, `the API ran ${busy.commits - quiet.commits} transactions for 2 events to 200 subscribers`);
+    // The outbox fetch is the one query of the two events (the reading costs none), and live_event_payload was called
+    // once (above). The database-wide count also sees what runs beside the API: pg-pubsub's keep-alive `select 1`
+    // (every 25 s), autovacuum, TimescaleDB's scheduler on tier 1 (CI saw 4); so up to 10 are allowed. A query per
+    // subscriber would be 100 per event.
+    assert.ok(busy.commits - quiet.commits <= 10, `the API ran ${busy.commits - quiet.commits} transactions for 2 events to 200 subscribers`);
   } finally {
     await probe.end();
   }
