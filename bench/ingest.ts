@@ -5,9 +5,8 @@
 import { ChildProcess, fork } from 'node:child_process';
 import { join } from 'node:path';
 import { Pool } from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
 import { setLogLevel } from '../src/lib/log';
-import { benchBroker, benchDatabase, BenchChannel, BenchChannelIds, fmt, handleArguments, seedBenchPlant } from './support';
+import { benchBroker, benchDatabase, BenchChannel, BenchChannelIds, copyCeiling, fmt, handleArguments, seedBenchPlant } from './support';
 
 handleArguments(`
 npm run bench:ingest: readings per second stored end to end (publisher process -> MQTT broker ->
@@ -50,37 +49,6 @@ const once = <T>(c: ChildProcess, kind: string) => new Promise<T>((resolve, reje
 });
 interface Stats { stored: number; peakRss: number; rss?: number; duplicates?: number; deadLetters?: number; batches?: number }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function copyCeiling(pool: Pool, ids: BenchChannelIds[], n: number): Promise<number> {
-  // The same row shape straight into the same table with its indexes, in one COPY stream.
-  const client = await pool.connect();
-  const t0 = Date.parse('2025-06-01T00:00:00Z');
-  const t1 = t0 + Math.ceil(n / ids.length) * 1000;
-  await client.query(`select iot_private.ensure_partitions('sensor_readings', $1, $2)`, [new Date(t0), new Date(t1)]);
-  const started = process.hrtime.bigint();
-  await new Promise<void>((resolve, reject) => {
-    const stream = client.query(copyFrom('copy iot_private.sensor_readings (time, tenant_id, device_id, sensor_type, value, unit, quality) from stdin'));
-    stream.on('error', reject).on('finish', () => resolve());
-    let i = 0;
-    const write = () => {
-      let ok = true;
-      while (i < n && ok) {
-        let chunk = '';
-        for (let k = 0; k < 1000 && i < n; k++, i++) {
-          const c = ids[i % ids.length];
-          chunk += `${new Date(t0 + Math.floor(i / ids.length) * 1000).toISOString()}\t${c.tenantId}\t${c.deviceId}\t${c.sensorType}\t${i % 100}\tu\tGOOD\n`;
-        }
-        ok = stream.write(chunk);
-      }
-      if (i < n) stream.once('drain', write);
-      else stream.end();
-    };
-    write();
-  });
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  client.release();
-  return n / seconds;
-}
 
 /** Starts the consumers, publishes, and waits until they stored every reading (or nothing moved for 10 s). */
 async function measure(consumers: ChildProcess[], ctx: BenchContext, perMessage: number, readings: number) {

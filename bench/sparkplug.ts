@@ -10,14 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { MqttClient } from 'mqtt';
 import { Pool } from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
 import { get as sparkplugPayload } from 'sparkplug-payload';
 import { org } from 'sparkplug-payload/lib/sparkplugPayloadProto';
 import { RegistryCache } from '../src/ingest/registry';
 import { ReadingSink } from '../src/ingest/sink';
 import { SparkplugIngestor } from '../src/ingest/sparkplug/ingestor';
 import { setLogLevel } from '../src/lib/log';
-import { benchBroker, benchDatabase, fmt, handleArguments } from './support';
+import { benchBroker, benchDatabase, copyCeiling, fmt, handleArguments } from './support';
 
 const METRICS = ['TEMPERATURE', 'VIBRATION', 'PRESSURE', 'SPEED', 'COUNT'];
 
@@ -64,36 +63,6 @@ async function publisher(job: Job): Promise<void> {
   process.send?.({ publishMs: Date.now() - started });
   for (const c of clients) await c.endAsync();
   process.exit(0);
-}
-
-async function copyCeiling(pool: Pool, ids: string[], tenantId: string, n: number, t0: number): Promise<number> {
-  const client = await pool.connect();
-  const t1 = t0 + Math.ceil(n / ids.length / METRICS.length) + 10;
-  await client.query(`select iot_private.ensure_partitions('sensor_readings', $1, $2)`, [new Date(t0), new Date(t1)]);
-  const started = process.hrtime.bigint();
-  await new Promise<void>((resolve, reject) => {
-    const stream = client.query(copyFrom('copy iot_private.sensor_readings (time, tenant_id, device_id, sensor_type, value, unit, quality) from stdin'));
-    stream.on('error', reject).on('finish', () => resolve());
-    let i = 0;
-    const write = () => {
-      let ok = true;
-      while (i < n && ok) {
-        let chunk = '';
-        for (let k = 0; k < 1000 && i < n; k++, i++) {
-          const per = ids.length * METRICS.length;
-          chunk += `${new Date(t0 + Math.floor(i / per)).toISOString()}\t${tenantId}\t${ids[Math.floor(i / METRICS.length) % ids.length]}\t` +
-            `${METRICS[i % METRICS.length]}\t${i % 100}\tu\tGOOD\n`;
-        }
-        ok = stream.write(chunk);
-      }
-      if (i < n) stream.once('drain', write);
-      else stream.end();
-    };
-    write();
-  });
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  client.release();
-  return n / seconds;
 }
 
 async function main() {
@@ -151,7 +120,8 @@ Variables:
   clearInterval(sampler);
   const stored = Number((await pool.query('select count(*) from iot_private.sensor_readings')).rows[0].count);
   console.log(`  (end to end done: ${fmt(stored)} of ${fmt(total)} readings in ${seconds.toFixed(2)} s; measuring the COPY ceiling)`);
-  const ceiling = await copyCeiling(pool, ids, t, total, t0 - 86_400_000);
+  const ceiling = await copyCeiling(pool, ids.flatMap((deviceId) => METRICS.map((sensorType) => ({ tenantId: t, deviceId, sensorType }))),
+    total, t0 - 86_400_000, 1);
   const e2e = stored / seconds;
   console.log(`\nSparkplug B ingest (tier ${db.tier}, PostgreSQL ${db.version}, broker ${broker.kind}), publisher in a child process`);
   console.log(`| edge nodes | readings/message | DDATA QoS | published/s (msgs) | stored/s | COPY ceiling | ratio | seq gaps | dead letters | peak RSS |`);

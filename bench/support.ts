@@ -7,6 +7,7 @@ import { rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Client, Pool } from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 import { migrate } from '../src/lib/db/migrate';
 import { freePort } from '../src/lib/embedded/ports';
 import { startEmbeddedPostgres } from '../src/lib/embedded/postgres';
@@ -111,4 +112,38 @@ export async function seedBenchPlant(pool: Pool) {
     }
   }
   return { tenantId: t as string, facilityId: f as string, workCenters, devices, channels, ids };
+}
+
+/**
+ * The raw COPY ceiling: `n` readings of these channels (round robin, one round every `stepMs` from
+ * `t0`) straight into sensor_readings with its indexes, in one COPY stream. Rows per second.
+ */
+export async function copyCeiling(pool: Pool, channels: BenchChannelIds[], n: number,
+  t0 = Date.parse('2025-06-01T00:00:00Z'), stepMs = 1000): Promise<number> {
+  const client = await pool.connect();
+  const t1 = t0 + Math.ceil(n / channels.length) * stepMs + stepMs;
+  await client.query(`select iot_private.ensure_partitions('sensor_readings', $1, $2)`, [new Date(t0), new Date(t1)]);
+  const started = process.hrtime.bigint();
+  await new Promise<void>((resolve, reject) => {
+    const stream = client.query(copyFrom('copy iot_private.sensor_readings (time, tenant_id, device_id, sensor_type, value, unit, quality) from stdin'));
+    stream.on('error', reject).on('finish', () => resolve());
+    let i = 0;
+    const write = () => {
+      let ok = true;
+      while (i < n && ok) {
+        let chunk = '';
+        for (let k = 0; k < 1000 && i < n; k++, i++) {
+          const c = channels[i % channels.length];
+          chunk += `${new Date(t0 + Math.floor(i / channels.length) * stepMs).toISOString()}\t${c.tenantId}\t${c.deviceId}\t${c.sensorType}\t${i % 100}\tu\tGOOD\n`;
+        }
+        ok = stream.write(chunk);
+      }
+      if (i < n) stream.once('drain', write);
+      else stream.end();
+    };
+    write();
+  });
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  client.release();
+  return n / seconds;
 }
