@@ -155,6 +155,7 @@ program.command('start')
       });
       life.add('API', () => api.close());
       if (demo) {
+        await others?.startPublishers();
         const sim = await startMqttSimulator(brokerUrl, c.SIM_INTERVAL_MS, { username: c.MQTT_USERNAME, password: c.MQTT_PASSWORD },
           others?.mqttFacilities);
         life.add('simulator', () => sim.stop());

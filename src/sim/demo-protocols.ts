@@ -27,6 +27,11 @@ function pick(only: { facility: string; workCenter: string }[], keep: boolean): 
 export interface DemoProtocols {
   /** The facilities (and work centers) the MQTT JSON simulator still publishes. */
   mqttFacilities: DemoFacility[];
+  /**
+   * Starts the publishers that need the ingestors listening first: a Sparkplug edge node's births
+   * sent before the Sparkplug ingestor subscribed would be lost (its data then waits for a rebirth).
+   */
+  startPublishers(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -66,17 +71,27 @@ export async function startDemoProtocols(pool: Pool, tenantId: string, brokerUrl
     stops.push(() => plant.stop());
     await registerModbusPlant(pool, tenantId, plant, intervalMs);
   });
+  const late: (() => Promise<void>)[] = [];
   await attempt('SPARKPLUG', async () => {
     const { SparkplugPlant, registerSparkplugDemoPlant } = await import('./sparkplug-node.js');
     const facilities = pick([MOVED.SPARKPLUG], true);
     await registerSparkplugDemoPlant(pool, facilities, DEMO_TENANT.code);
     const plant = new SparkplugPlant({ brokerUrl, facilities, intervalMs, dataQos: 1 });
-    await plant.start();
-    stops.push(() => plant.stop());
+    let started = false;
+    late.push(async () => {
+      await plant.start();
+      started = true;
+    });
+    stops.push(async () => {
+      if (started) await plant.stop();
+    });
   });
   log.info('demo plant: work centers on other protocols', { moved: moved.map((m) => `${m.facility}/${m.workCenter}`).join(', ') });
   return {
     mqttFacilities: pick(moved, false),
+    async startPublishers() {
+      for (const start of late) await start().catch((error) => log.warn('demo publisher did not start', { error }));
+    },
     async stop() {
       for (const stop of stops.reverse()) await stop().catch((error) => log.warn('demo simulator stop failed', { error }));
     },
