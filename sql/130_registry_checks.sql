@@ -6,7 +6,10 @@ create or replace function iot_private.tg_iot_devices__check_connection_config()
   set search_path = pg_catalog, pg_temp
 as $$
 declare
-  problem text := iot_private.connection_config_problem(new.connection_type, new.connection_config);
+  -- connection_config_problem (migration 000002) knows each type's keys; sparkplug_config_problem
+  -- (sql/143_sparkplug.sql) the MQTT device's optional `sparkplug` key.
+  problem text := coalesce(iot_private.connection_config_problem(new.connection_type, new.connection_config),
+                           iot_private.sparkplug_config_problem(new.connection_type, new.connection_config));
 begin
   if problem is not null then
     raise exception 'device %: %', new.device_code, problem using errcode = 'IOT01';

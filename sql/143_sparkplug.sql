@@ -1,8 +1,8 @@
 -- Sparkplug B devices (src/ingest/sparkplug): an MQTT device whose connection_config holds
 -- sparkplug: { groupId, edgeNodeId, deviceId? } is read from spBv1.0 topics (no deviceId: the edge
 -- node's own metrics); its channels' protocol_address is the Sparkplug metric name.
--- Checked here by a trigger of its own (iot_private.connection_config_problem, defined in
--- db/migrations/000002, is left as it is), error IOT01 naming the field:
+-- Checked by the registry's connection_config trigger (sql/130_registry_checks.sql) beside
+-- iot_private.connection_config_problem (db/migrations/000002), error IOT01 naming the field:
 --  - sparkplug is an object, only on MQTT devices;
 --  - groupId and edgeNodeId are non-empty strings, deviceId one when given, none holding / + or #
 --    (they are MQTT topic levels);
@@ -43,24 +43,10 @@ $$;
 comment on function iot_private.sparkplug_config_problem(text, jsonb) is
   'Why a device''s connection_config.sparkplug {groupId, edgeNodeId, deviceId?} is not valid for its connection type, or null.';
 
-create or replace function iot_private.tg_iot_devices__check_sparkplug() returns trigger
-  language plpgsql security definer
-  set search_path = pg_catalog, pg_temp
-as $$
-declare
-  problem text := iot_private.sparkplug_config_problem(new.connection_type, new.connection_config);
-begin
-  if problem is not null then
-    raise exception 'device %: %', new.device_code, problem using errcode = 'IOT01';
-  end if;
-  return new;
-end
-$$;
-comment on function iot_private.tg_iot_devices__check_sparkplug() is
-  'Refuses (IOT01) a connection_config.sparkplug the Sparkplug ingestor cannot use.';
+-- Checked by the registry's one connection_config trigger (sql/130_registry_checks.sql); the
+-- separate trigger and function of an earlier build are removed.
 drop trigger if exists _120_check_sparkplug on iot.iot_devices;
-create trigger _120_check_sparkplug before insert or update of connection_type, connection_config on iot.iot_devices
-  for each row execute function iot_private.tg_iot_devices__check_sparkplug();
+drop function if exists iot_private.tg_iot_devices__check_sparkplug();
 
 create unique index if not exists iot_devices_sparkplug_identity_key on iot.iot_devices (
   (connection_config #>> '{sparkplug,groupId}'), (connection_config #>> '{sparkplug,edgeNodeId}'),
