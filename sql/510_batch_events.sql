@@ -209,45 +209,72 @@ $$;
 
 -- Fast path: a channel whose batch provably raises nothing and changes nothing but its newest
 -- reading (and an open excursion's peak) has its state saved here in one flat pass; only the
--- other channels' devices go through the full detector below. Provably, because:
+-- other channels' devices go through the full detector below. The proof needs no sort and no
+-- per-reading arithmetic: one hashed aggregate per channel (count, minimum and maximum of the
+-- judged readings, first and last time) bounds everything the full detector could find:
 --  - either no excursion is open and every reading is back inside the hysteresis band (no episode
---    can start), or a confirmed excursion is open and no reading is back inside it (no recovery
---    can start, and its one event was raised already);
---  - the readings span less than a minute and the cached baseline is that of their minute (the
---    full detector would read no history and use that cache), and no gap exceeds 2 minutes (so W
---    is 60 minutes and the previous reading lies within it); the channel is not a counter;
---  - every reading's z and step stay below 0.999 k: the same baseline as the full detector's
---    (cache plus the batch's earlier readings), summed in another order, the margin covering the
---    rounding (sigma is floored at 1% of the mean, so the variance's cancellation stays tiny).
+--    can start: the minimum and the maximum are), or a confirmed excursion is open and every
+--    reading is beyond the band on one side (no recovery can start, and its one event was raised);
+--  - the readings span less than a minute, the first is at most 2 minutes after the channel's last
+--    one, and the cached baseline is that of their minute (the full detector would read no history
+--    and use that cache, with W = 60 minutes); the channel is not a counter;
+--  - no reading's z or step can reach 0.999 k. Each reading's baseline is the cache plus the
+--    batch's earlier readings, so its mean lies between the smallest and the largest of the cache's
+--    mean and the batch's values, and |value - mean| is at most that span (D); adding values never
+--    lowers the sum of squared deviations, so its standard deviation is at least
+--    sqrt(SS_cache / (n_cache + n_batch)), and the floors (1% of the smallest |mean| possible, 1% of
+--    the range width) hold too. D / sigma bounds z; the span of the batch's values and the channel's
+--    last value, over sqrt(2) sigma, bounds every step. (When no reading can have 30 values before
+--    it, none is judged at all.)
 -- Such a channel's full run would raise nothing and write exactly this state (newest reading;
 -- back_since from the first back reading, or null in an excursion; the excursion's peak; not
 -- anomalous; the baseline cache unchanged). test/db/events.test.ts runs both and compares.
 -- Live traffic takes it for most channels, except once a minute per channel (the baseline cache's
--- refresh) and around excursions; such a batch costs one sort of the batch and no history read.
+-- refresh) and around excursions and spikes. It also takes the batch's state rows' locks, in key
+-- order, before it reads them (a second writer with the same channels waits here).
 -- The session setting iot.event_fast_path = off turns it off (the tests compare the two).
 create or replace function iot_private.save_plain_channel_states(
   counter_types text[], k double precision, min_sample integer) returns uuid[]
   language plpgsql
   set search_path = pg_catalog, pg_temp
   set jit = off
+  set plan_cache_mode = auto  -- one hashed plan fits every batch size; planning it each batch cost more
 as $$
 declare
   slow_devices uuid[];
 begin
-  with info as materialized (
-    select e.device_id, e.sensor_type, e.last_time as state_time, e.last_value as state_value,
-           (not e.out_of_range or e.excursion_confirmed) and e.last_time is not null
-             and e.baseline_window = interval '60 minutes' and not (e.sensor_type = any (counter_types)) as candidate,
-           e.out_of_range as latched, e.excursion_peak_value as open_peak,
-           k.newest > e.last_time or (e.last_time is null and k.newest is not null) as to_judge,
+  with locked as materialized (
+    select e.device_id, e.sensor_type, e.last_time, e.last_value, e.out_of_range, e.excursion_confirmed,
+           e.excursion_peak_value, e.baseline_window, e.baseline_end, e.baseline_count, e.baseline_sum, e.baseline_sum_sq
+    from iot_private.channel_event_state e
+    where (e.device_id, e.sensor_type) in (select s.device_id, s.sensor_type from pg_temp.reading_staging s)
+    order by e.device_id, e.sensor_type
+    for update
+  ), agg as materialized (
+    -- Each channel's readings (BAD ones left out) in one hashed pass. The newest value comes from the
+    -- largest [epoch, value] pair: the batch holds one reading per (device, sensor type, time) here
+    -- (ingest_staged_readings takes duplicates out before it stores the batch).
+    select s.device_id, s.sensor_type, count(*) as nb, min(s.value) as vmin, max(s.value) as vmax,
+           min(s.time) as first_time, max(s.time) as last_time,
+           (max(array[date_part('epoch', s.time), s.value]))[2] as last_value
+    from pg_temp.reading_staging s
+    where s.quality <> 'BAD'
+    group by s.device_id, s.sensor_type
+  ), info as materialized (
+    -- The channels with readings to judge (newer than their state), beside their state and range.
+    -- A candidate's readings are all newer, so the aggregates above are exactly its judged readings.
+    select a.*, e.last_time as state_time, e.last_value as state_value, e.out_of_range as latched, e.excursion_peak_value as open_peak,
            coalesce(e.baseline_count, 0) as hn, coalesce(e.baseline_sum, 0) as hs, coalesce(e.baseline_sum_sq, 0) as hs2,
+           (not e.out_of_range or e.excursion_confirmed) and a.first_time > e.last_time
+             and e.baseline_window = interval '60 minutes' and not (a.sensor_type = any (counter_types))
+             and a.last_time - a.first_time < interval '1 minute' and a.first_time - e.last_time <= interval '2 minutes'
+             and e.baseline_end = date_bin('1 minute', a.first_time, timestamptz '2000-01-01 00:00Z') as candidate,
            rg.lo, rg.hi,
            case when rg.lo is null then 0 when rg.hi is null then abs(rg.lo) / 20 else (rg.hi - rg.lo) / 20 end as lo_margin,
            case when rg.hi is null then 0 when rg.lo is null then abs(rg.hi) / 20 else (rg.hi - rg.lo) / 20 end as hi_margin
-    from (select s.device_id, s.sensor_type, max(s.time) filter (where s.quality <> 'BAD') as newest
-          from pg_temp.reading_staging s group by s.device_id, s.sensor_type) k
-    join iot_private.channel_event_state e on e.device_id = k.device_id and e.sensor_type = k.sensor_type
-    join iot.device_channels c on c.device_id = k.device_id and c.sensor_type = k.sensor_type
+    from agg a
+    join locked e on e.device_id = a.device_id and e.sensor_type = a.sensor_type
+    join iot.device_channels c on c.device_id = a.device_id and c.sensor_type = a.sensor_type
     join iot.sensor_types st on st.sensor_type = c.sensor_type
     cross join lateral (
       select case when coalesce(c.normal_min, st.normal_min) >= coalesce(c.normal_max, st.normal_max)
@@ -255,69 +282,48 @@ begin
              case when coalesce(c.normal_min, st.normal_min) >= coalesce(c.normal_max, st.normal_max)
                   then c.normal_max else coalesce(c.normal_max, st.normal_max) end as hi
     ) rg
-  ), judged as (
-    -- Per reading (the full detector's set: one per time, BAD and already-judged ones left out):
-    -- its baseline (the cache plus the batch's earlier readings) and whether it is plain. Rows stay
-    -- in (device, sensor type, time) order from the one sort, so the grouping below sorts nothing.
-    select w.device_id, w.sensor_type, w.time, w.value, w.prev_time, w.is_last, w.latched, w.open_peak, w.lo, w.hi,
-           case when w.value > w.hi then w.value - w.hi when w.value < w.lo then w.lo - w.value end as excess,
-           w.is_back <> w.latched
-             and coalesce(not (w.n >= min_sample and (abs(w.value - w.mean) / w.sigma > 0.999 * k
-                                                   or abs(w.value - w.prev_value) / (sqrt(2) * w.sigma) > 0.999 * k)), true) as plain
-    from (
-      select v.*, greatest(sqrt(greatest(v.s2 - v.s * v.mean, 0) / nullif(v.n - 1, 0)), 0.01 * abs(v.mean),
-                           0.01 * (v.hi - v.lo), 1e-9) as sigma
-      from (
-        select u.*, u.s / nullif(u.n, 0) as mean
-        from (
-          select r.device_id, r.sensor_type, r.time, r.value, r.lo, r.hi, r.latched, r.open_peak,
-                 coalesce(lag(r.time) over o, r.state_time) as prev_time,
-                 coalesce(lag(r.value) over o, r.state_value) as prev_value,
-                 lead(r.time) over o is null as is_last,
-                 (r.lo is null or r.value >= r.lo + r.lo_margin) and (r.hi is null or r.value <= r.hi - r.hi_margin) as is_back,
-                 r.hn + (row_number() over o - 1) as n,
-                 r.hs + coalesce(sum(r.value) over before, 0) as s,
-                 r.hs2 + coalesce(sum(r.value * r.value) over before, 0) as s2
-          from (
-            select distinct on (s.device_id, s.sensor_type, s.time)
-                   s.device_id, s.sensor_type, s.time, s.value, i.state_time, i.state_value, i.latched, i.open_peak,
-                   i.lo, i.hi, i.lo_margin, i.hi_margin, i.hn, i.hs, i.hs2
-            from pg_temp.reading_staging s
-            join info i on i.device_id = s.device_id and i.sensor_type = s.sensor_type
-            where i.candidate and i.to_judge and s.quality <> 'BAD' and s.time > i.state_time
-            order by s.device_id, s.sensor_type, s.time, s.ctid
-          ) r
-          window o as (partition by r.device_id, r.sensor_type order by r.time),
-                 before as (o rows between unbounded preceding and 1 preceding)
-        ) u
-      ) v
-    ) w
-  ), per_channel as (
-    select j.device_id, j.sensor_type, min(j.time) as first_time, max(j.time) as last_time,
-           max(j.value) filter (where j.is_last) as last_value, bool_or(j.latched) as latched,
+    where e.last_time is null or a.last_time > e.last_time
+  ), plain as (
+    -- The bounds above: m_lo..m_hi where every reading's baseline mean lies, sigma_lb below every sigma.
+    select i.device_id, i.sensor_type, i.first_time, i.last_time, i.last_value, i.latched,
            -- An open excursion's peak so far, as the full detector keeps it ([excess, value], the largest).
-           greatest(max(array[j.excess, j.value]) filter (where j.excess is not null),
-                    max(case when j.latched and j.open_peak is not null
-                             then array[greatest(j.open_peak - j.hi, j.lo - j.open_peak), j.open_peak] end)) as peak,
-           bool_and(j.plain) and max(j.time) - min(j.time) < interval '1 minute'
-             and max(j.time - j.prev_time) <= interval '2 minutes' as plain
-    from judged j
-    group by j.device_id, j.sensor_type
+           case when i.latched then (greatest(
+             case when i.vmax > i.hi then array[i.vmax - i.hi, i.vmax] end,
+             case when i.vmin < i.lo then array[i.lo - i.vmin, i.vmin] end,
+             case when i.open_peak is not null then array[greatest(i.open_peak - i.hi, i.lo - i.open_peak), i.open_peak] end))[2]
+           end as peak
+    from info i
+    cross join lateral (
+      select case when i.hn > 0 then least(i.hs / i.hn, i.vmin) else i.vmin end as m_lo,
+             case when i.hn > 0 then greatest(i.hs / i.hn, i.vmax) else i.vmax end as m_hi
+    ) m0
+    cross join lateral (
+      select m0.m_lo, m0.m_hi,
+             greatest(case when i.hn > 0 then sqrt(greatest(i.hs2 - i.hs * i.hs / i.hn, 0) / (i.hn + i.nb)) end,
+                      0.01 * case when m0.m_lo <= 0 and m0.m_hi >= 0 then 0 else least(abs(m0.m_lo), abs(m0.m_hi)) end,
+                      0.01 * (i.hi - i.lo), 1e-9) as sigma_lb
+    ) m
+    where i.candidate
+      and case when i.latched
+               then (i.hi is not null and i.vmin > i.hi - i.hi_margin) or (i.lo is not null and i.vmax < i.lo + i.lo_margin)
+               else (i.lo is null or i.vmin >= i.lo + i.lo_margin) and (i.hi is null or i.vmax <= i.hi - i.hi_margin) end
+      and (i.hn + i.nb - 1 < min_sample
+           or (greatest(i.vmax, m.m_hi) - least(i.vmin, m.m_lo)) / m.sigma_lb <= 0.999 * k
+              and (greatest(i.vmax, i.state_value) - least(i.vmin, i.state_value)) / (sqrt(2) * m.sigma_lb) <= 0.999 * k)
   ), saved as (
     update iot_private.channel_event_state e
        set last_time = p.last_time, last_value = p.last_value,
            back_since = case when not p.latched then coalesce(e.back_since, p.first_time) end,
-           excursion_peak_value = case when p.latched then p.peak[2] end,
+           excursion_peak_value = p.peak,
            anomalous = false, updated_at = now()
-      from per_channel p
-     where p.plain and e.device_id = p.device_id and e.sensor_type = p.sensor_type
-       and e.baseline_end = date_bin('1 minute', p.first_time, timestamptz '2000-01-01 00:00Z')
+      from plain p
+     where e.device_id = p.device_id and e.sensor_type = p.sensor_type
     returning e.device_id, e.sensor_type
   )
   -- Every other channel with readings to judge: not a candidate, not plain, or its cache is stale.
   select array_agg(distinct x.device_id) into slow_devices
   from (
-    select i.device_id, i.sensor_type from info i where i.to_judge
+    select i.device_id, i.sensor_type from info i
     except
     select sv.device_id, sv.sensor_type from saved sv
   ) x;
@@ -325,7 +331,7 @@ begin
 end
 $$;
 comment on function iot_private.save_plain_channel_states(text[], double precision, integer) is
-  'Fast path of iot_private.detect_batch_events(): saves the state of the batch''s channels that provably raise nothing (see the comment above it in sql/510_batch_events.sql) and returns the devices of the other channels with readings to judge (null: none).';
+  'Fast path of iot_private.detect_batch_events(): locks the batch''s channel state rows, saves the state of the channels that provably raise nothing (see the comment above it in sql/510_batch_events.sql) and returns the devices of the other channels with readings to judge (null: none).';
 
 -- jit off: the statement's estimated cost easily passes jit_above_cost, and compiling it took from
 -- 0.1 s to over 2 s per batch, for a query that runs in tens of milliseconds.
@@ -350,34 +356,29 @@ declare
   raised integer;
   -- Devices whose channels need the full detector below (null: all of them, the fast path is off).
   slow_devices uuid[];
-  candidates bigint;
 begin
-  -- State rows for new channels, then every state row of the batch locked, both in key order.
+  -- State rows for new channels (most batches have none: checked first, an insert that conflicts costs more).
   insert into iot_private.channel_event_state (device_id, sensor_type)
   select distinct s.device_id, s.sensor_type
   from pg_temp.reading_staging s
+  where not exists (select 1 from iot_private.channel_event_state e where e.device_id = s.device_id and e.sensor_type = s.sensor_type)
   order by 1, 2
   on conflict on constraint channel_event_state_pkey do nothing;
-  -- Counting, as they are locked, the rows the fast path could settle (see below).
-  select count(*) filter (where (not x.out_of_range or x.excursion_confirmed) and x.last_time is not null
-                            and x.baseline_window = interval '60 minutes')
-    into candidates
-  from (
-    select e.out_of_range, e.excursion_confirmed, e.last_time, e.baseline_window
-    from iot_private.channel_event_state e
-    where (e.device_id, e.sensor_type) in (select s.device_id, s.sensor_type from pg_temp.reading_staging s)
-    order by e.device_id, e.sensor_type
-    for update
-  ) x;
 
-  -- The fast path first (iot_private.save_plain_channel_states): only the devices of channels it
-  -- cannot settle go through the full detector below. iot.event_fast_path = off (a session
-  -- setting) sends every channel through it (test/db/events.test.ts compares the two).
-  if candidates > 0 and coalesce(current_setting('iot.event_fast_path', true), '') <> 'off' then
+  -- The fast path first (iot_private.save_plain_channel_states, which also locks the batch's state
+  -- rows in key order): only the devices of channels it cannot settle go through the full detector
+  -- below. iot.event_fast_path = off (a session setting) sends every channel through it
+  -- (test/db/events.test.ts compares the two).
+  if coalesce(current_setting('iot.event_fast_path', true), '') <> 'off' then
     slow_devices := iot_private.save_plain_channel_states(counter_types, k, min_sample);
     if slow_devices is null then
       return 0;
     end if;
+  else
+    perform 1 from iot_private.channel_event_state e
+    where (e.device_id, e.sensor_type) in (select s.device_id, s.sensor_type from pg_temp.reading_staging s)
+    order by e.device_id, e.sensor_type
+    for update;
   end if;
 
   -- The plan is shaped for the planner's blindness about the temporary table: no join between two

@@ -48,6 +48,69 @@ test('stores batches by COPY, once each: duplicates (QoS 1 redeliveries) are ski
   assert.ok(hb.rows[0].last_heartbeat, 'heartbeat updated per batch');
 });
 
+// The batch function inserts plainly and, on a unique violation, takes the duplicates out and
+// stores the rest (sql/110_ingest.sql). Staged by hand here, so the batch can hold what a sink
+// never sends: one reading twice with different values.
+const stageAndStore = async (client: import('pg').PoolClient, rows: Reading[]) => {
+  await client.query('select iot_private.create_reading_staging()');
+  for (const r of rows) {
+    await client.query(`insert into pg_temp.reading_staging (time, tenant_id, device_id, sensor_type, value, unit, quality)
+                        values ($1, $2, $3, $4, $5, $6, $7)`, [r.time, r.tenantId, r.deviceId, r.sensorType, r.value, r.unit, r.quality]);
+  }
+  const { rows: [out] } = await client.query('select * from iot_private.ingest_staged_readings()');
+  return { inserted: Number(out.inserted), duplicates: Number(out.duplicates), rejected: Number(out.rejected) };
+};
+
+test('a batch with stored readings and one reading twice: the new ones are stored once (the first staged of a pair), the rest counted as duplicates', async () => {
+  const client = await db.pool.connect();
+  try {
+    await client.query('begin');
+    assert.equal(await stageAndStore(client, [reading(2000), reading(2001), reading(2002)]), { inserted: 3, duplicates: 0, rejected: 0 });
+    await client.query('commit');
+    await client.query('begin');
+    const out = await stageAndStore(client, [
+      reading(2001, { value: 99 }), reading(2002), // stored already (one with another value)
+      reading(2003), reading(2004, { value: 41 }), reading(2004, { value: 42 }), // new, the last one twice
+    ]);
+    await client.query('commit');
+    assert.equal(out, { inserted: 2, duplicates: 3, rejected: 0 });
+    const { rows } = await db.pool.query(`select extract(epoch from time)::bigint - ${base / 1000} as i, value from iot_private.sensor_readings
+      where device_id = $1 and sensor_type = 'TEMPERATURE' and time >= $2 and time <= $3 order by time`,
+      [plant.deviceId, new Date(base + 2000_000), new Date(base + 2004_000)]);
+    assert.equal(rows.map((r) => [Number(r.i), r.value]), [[2000, 60], [2001, 61], [2002, 62], [2003, 63], [2004, 41]]);
+    const state = await db.pool.query(`select last_time from iot_private.channel_event_state where device_id = $1 and sensor_type = 'TEMPERATURE'`, [plant.deviceId]);
+    assert.is(state.rows[0].last_time.getTime(), base + 2004_000, 'events judged the batch after the duplicates left it');
+  } finally {
+    await client.query('rollback').catch(() => undefined);
+    client.release();
+  }
+});
+
+test('two writers storing overlapping batches at the same moment: every reading once, inserted counts add up', async () => {
+  const a = await db.pool.connect();
+  const b = await db.pool.connect();
+  try {
+    const first = Array.from({ length: 50 }, (_, i) => reading(2100 + i));
+    const second = Array.from({ length: 50 }, (_, i) => reading(2125 + i)); // 25 shared with the first
+    await a.query('begin');
+    const outA = await stageAndStore(a, first);
+    await b.query('begin');
+    const pendingB = stageAndStore(b, second); // waits on a's uncommitted readings
+    await sleep(200);
+    await a.query('commit');
+    const outB = await pendingB;
+    await b.query('commit');
+    assert.equal(outA, { inserted: 50, duplicates: 0, rejected: 0 });
+    assert.equal(outB, { inserted: 25, duplicates: 25, rejected: 0 });
+    assert.is(await count(`time >= '${new Date(base + 2100_000).toISOString()}' and time < '${new Date(base + 2175_000).toISOString()}'`), 75);
+  } finally {
+    await a.query('rollback').catch(() => undefined);
+    await b.query('rollback').catch(() => undefined);
+    a.release();
+    b.release();
+  }
+});
+
 test('a reading whose channel was deactivated meanwhile becomes a dead letter; the rest are stored', async () => {
   await db.pool.query(`update iot.device_channels set is_active = false where device_id = $1 and sensor_type = 'PRESSURE'`, [plant.deviceId]);
   const sink = new ReadingSink(db.pool, { batchSize: 100, maxWaitMs: 10, bufferMax: 1000 });
