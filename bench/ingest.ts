@@ -21,7 +21,8 @@ Variables:
   BENCH_MINUTES               then a long run of that many minutes at BENCH_RATE, printing RSS (0: none)
   BENCH_RATE                  readings/s of the long run (50000)
   BENCH_MQTT_URL              an MQTT 5 broker (mosquitto) also measures two ingest processes sharing
-                              one subscription ($share); aedes cannot`);
+                              one subscription ($share); aedes cannot
+  BENCH_CPU_PROF              a folder: each child process writes a V8 CPU profile there (--cpu-prof)`);
 
 const N = Number(process.env.BENCH_READINGS ?? 500_000);
 const BATCH = Number(process.env.BENCH_BATCH_SIZE ?? 5000);
@@ -41,7 +42,9 @@ export interface BenchContext { dbUrl: string; pool: Pool; brokerUrl: string; br
  */
 export const EXTRA_ROWS: ((ctx: BenchContext) => Promise<BenchRow>)[] = [];
 
-const child = (file: string) => fork(join(__dirname, file), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+// BENCH_CPU_PROF=<folder>: every child writes a V8 CPU profile there (open it in Chrome DevTools or speedscope).
+const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+const child = (file: string) => fork(join(__dirname, file), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [...process.execArgv, ...profile] });
 const once = <T>(c: ChildProcess, kind: string) => new Promise<T>((resolve, reject) => {
   const on = (m: { kind?: string }) => { if (m?.kind === kind) { c.off('message', on); resolve(m as T); } };
   c.on('message', on);

@@ -215,9 +215,10 @@ $$;
 --  - either no excursion is open and every reading is back inside the hysteresis band (no episode
 --    can start: the minimum and the maximum are), or a confirmed excursion is open and every
 --    reading is beyond the band on one side (no recovery can start, and its one event was raised);
---  - the readings span less than a minute, the first is at most 2 minutes after the channel's last
---    one, and the cached baseline is that of their minute (the full detector would read no history
---    and use that cache, with W = 60 minutes); the channel is not a counter;
+--  - the readings span less than a minute and the first is at most 2 minutes after the channel's
+--    last one, so W is 60 minutes and the baseline's history part is the cache of their minute: kept
+--    when it is that minute's, else read here from the 1-minute rollups as the full detector reads
+--    it; the channel is not a counter;
 --  - no reading's z or step can reach 0.999 k. Each reading's baseline is the cache plus the
 --    batch's earlier readings, so its mean lies between the smallest and the largest of the cache's
 --    mean and the batch's values, and |value - mean| is at most that span (D); adding values never
@@ -229,8 +230,7 @@ $$;
 -- Such a channel's full run would raise nothing and write exactly this state (newest reading;
 -- back_since from the first back reading, or null in an excursion; the excursion's peak; not
 -- anomalous; the baseline cache unchanged). test/db/events.test.ts runs both and compares.
--- Live traffic takes it for most channels, except once a minute per channel (the baseline cache's
--- refresh) and around excursions and spikes. It also takes the batch's state rows' locks, in key
+-- Live traffic takes it for nearly every channel: all but those around excursions and spikes. It also takes the batch's state rows' locks, in key
 -- order, before it reads them (a second writer with the same channels waits here).
 -- The session setting iot.event_fast_path = off turns it off (the tests compare the two).
 create or replace function iot_private.save_plain_channel_states(
@@ -261,14 +261,16 @@ begin
     where s.quality <> 'BAD'
     group by s.device_id, s.sensor_type
   ), info as materialized (
-    -- The channels with readings to judge (newer than their state), beside their state and range.
-    -- A candidate's readings are all newer, so the aggregates above are exactly its judged readings.
+    -- The channels with readings to judge (newer than their state), beside their state, range and
+    -- baseline cache. A candidate's readings are all newer, so the aggregates above are exactly its
+    -- judged readings. A candidate whose cache is of an earlier minute gets it refreshed here as the
+    -- full detector would (the minutes [m - 60, m) of the 1-minute rollups; W is 60 minutes, as no
+    -- gap exceeds 2 minutes), so the once-a-minute refresh needs no full run.
     select a.*, e.last_time as state_time, e.last_value as state_value, e.out_of_range as latched, e.excursion_peak_value as open_peak,
-           coalesce(e.baseline_count, 0) as hn, coalesce(e.baseline_sum, 0) as hs, coalesce(e.baseline_sum_sq, 0) as hs2,
-           (not e.out_of_range or e.excursion_confirmed) and a.first_time > e.last_time
-             and e.baseline_window = interval '60 minutes' and not (a.sensor_type = any (counter_types))
-             and a.last_time - a.first_time < interval '1 minute' and a.first_time - e.last_time <= interval '2 minutes'
-             and e.baseline_end = date_bin('1 minute', a.first_time, timestamptz '2000-01-01 00:00Z') as candidate,
+           w.candidate, w.stale, w.m,
+           case when w.stale then h.n else e.baseline_count end as cache_n,
+           case when w.stale then h.s else e.baseline_sum end as cache_s,
+           case when w.stale then h.s2 else e.baseline_sum_sq end as cache_s2,
            rg.lo, rg.hi,
            case when rg.lo is null then 0 when rg.hi is null then abs(rg.lo) / 20 else (rg.hi - rg.lo) / 20 end as lo_margin,
            case when rg.hi is null then 0 when rg.lo is null then abs(rg.hi) / 20 else (rg.hi - rg.lo) / 20 end as hi_margin
@@ -282,17 +284,33 @@ begin
              case when coalesce(c.normal_min, st.normal_min) >= coalesce(c.normal_max, st.normal_max)
                   then c.normal_max else coalesce(c.normal_max, st.normal_max) end as hi
     ) rg
+    cross join lateral (
+      select v.candidate, v.m, v.candidate and not (e.baseline_end is not distinct from v.m and e.baseline_window = interval '60 minutes') as stale
+      from (
+        select (not e.out_of_range or e.excursion_confirmed) and a.first_time > e.last_time
+                 and not (a.sensor_type = any (counter_types))
+                 and a.last_time - a.first_time < interval '1 minute' and a.first_time - e.last_time <= interval '2 minutes' as candidate,
+               date_bin('1 minute', a.first_time, timestamptz '2000-01-01 00:00Z') as m
+      ) v
+    ) w
+    cross join lateral (
+      select sum(r.reading_count::double precision) as n, sum(r.value_sum) as s, sum(r.value_sum_sq) as s2
+      from iot_private.sensor_readings_1m r
+      where w.stale and r.device_id = a.device_id and r.sensor_type = a.sensor_type
+        and r.bucket >= w.m - interval '60 minutes' and r.bucket < w.m
+      offset 0 -- keeps the subquery apart, so the channel's keys reach the view's index scans
+    ) h
     where e.last_time is null or a.last_time > e.last_time
   ), plain as (
     -- The bounds above: m_lo..m_hi where every reading's baseline mean lies, sigma_lb below every sigma.
-    select i.device_id, i.sensor_type, i.first_time, i.last_time, i.last_value, i.latched,
+    select i.device_id, i.sensor_type, i.first_time, i.last_time, i.last_value, i.latched, i.stale, i.m, i.cache_n, i.cache_s, i.cache_s2,
            -- An open excursion's peak so far, as the full detector keeps it ([excess, value], the largest).
            case when i.latched then (greatest(
              case when i.vmax > i.hi then array[i.vmax - i.hi, i.vmax] end,
              case when i.vmin < i.lo then array[i.lo - i.vmin, i.vmin] end,
              case when i.open_peak is not null then array[greatest(i.open_peak - i.hi, i.lo - i.open_peak), i.open_peak] end))[2]
            end as peak
-    from info i
+    from (select i.*, coalesce(i.cache_n, 0) as hn, coalesce(i.cache_s, 0) as hs, coalesce(i.cache_s2, 0) as hs2 from info i) i
     cross join lateral (
       select case when i.hn > 0 then least(i.hs / i.hn, i.vmin) else i.vmin end as m_lo,
              case when i.hn > 0 then greatest(i.hs / i.hn, i.vmax) else i.vmax end as m_hi
@@ -315,7 +333,13 @@ begin
        set last_time = p.last_time, last_value = p.last_value,
            back_since = case when not p.latched then coalesce(e.back_since, p.first_time) end,
            excursion_peak_value = p.peak,
-           anomalous = false, updated_at = now()
+           anomalous = false,
+           baseline_end = case when p.stale then p.m else e.baseline_end end,
+           baseline_window = case when p.stale then interval '60 minutes' else e.baseline_window end,
+           baseline_count = case when p.stale then p.cache_n else e.baseline_count end,
+           baseline_sum = case when p.stale then p.cache_s else e.baseline_sum end,
+           baseline_sum_sq = case when p.stale then p.cache_s2 else e.baseline_sum_sq end,
+           updated_at = now()
       from plain p
      where e.device_id = p.device_id and e.sensor_type = p.sensor_type
     returning e.device_id, e.sensor_type

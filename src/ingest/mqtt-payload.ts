@@ -66,6 +66,22 @@ const MAX_PAYLOAD_TEXT = 4096; // dead letters keep at most this much of a paylo
 const CONTRACT_FIELDS = new Set(['deviceId', 'sensorType', 'value', 'unit', 'timestamp', 'quality']);
 /** Metadata keys ingest writes when it converts a unit; a payload may not bring its own. */
 const RESERVED_FIELDS = ['originalValue', 'originalUnit'];
+const NO_FIELDS: Readonly<Record<string, unknown>> = Object.freeze({});
+
+/**
+ * The reading's fields beyond the contract (its metadata). Most readings have none: they share one
+ * empty object, and only a reading with some gets its own (filled by defineProperty, so a field named
+ * "__proto__" is kept as data). The shared empty one is frozen: replace it before adding a field.
+ */
+function fieldsBeyondContract(o: Record<string, unknown>): Record<string, unknown> {
+  let extra: Record<string, unknown> | undefined;
+  for (const key of Object.keys(o)) {
+    if (CONTRACT_FIELDS.has(key)) continue;
+    extra ??= {};
+    Object.defineProperty(extra, key, { value: o[key], enumerable: true, writable: true, configurable: true });
+  }
+  return extra ?? NO_FIELDS;
+}
 /** A reading keeps at most this much metadata (UTF-8 bytes of its JSON); more is a dead letter. */
 export const MAX_METADATA_BYTES = 2048;
 // jsonb refuses U+0000 and unpaired surrogates: refuse them here rather than fail the whole batch.
@@ -272,7 +288,7 @@ export function parseMqttMessage(topic: string, payload: Buffer, ctx: ParseConte
 
     const sensorType = o.sensorType ?? topicSensorType;
     if (typeof sensorType !== 'string') return bad(`sensorType ${show(o.sensorType)} must be a string`);
-    if (sensorType.toUpperCase() !== topicSensorType.toUpperCase()) {
+    if (sensorType !== topicSensorType && sensorType.toUpperCase() !== topicSensorType.toUpperCase()) {
       return bad(`sensorType ${show(sensorType)} does not match topic sensor ${show(topicSensorType)}`);
     }
 
@@ -308,8 +324,7 @@ export function parseMqttMessage(topic: string, payload: Buffer, ctx: ParseConte
       channel = candidates[0];
     }
 
-    // fromEntries defines own properties, so a field named "__proto__" is kept as data.
-    const metadata: Record<string, unknown> = Object.fromEntries(Object.entries(o).filter(([key]) => !CONTRACT_FIELDS.has(key)));
+    let metadata = fieldsBeyondContract(o);
     const reserved = RESERVED_FIELDS.find((key) => Object.hasOwn(metadata, key));
     if (reserved) return bad(`field ${show(reserved)} is reserved: ingest writes it when it converts a unit`);
 
@@ -321,6 +336,7 @@ export function parseMqttMessage(topic: string, payload: Buffer, ctx: ParseConte
         if (typeof converted === 'string') return bad(converted);
         if (converted.converted) {
           value = converted.value;
+          if (metadata === NO_FIELDS) metadata = {};
           metadata.originalValue = o.value;
           metadata.originalUnit = o.unit;
         }
@@ -344,7 +360,10 @@ export function parseMqttMessage(topic: string, payload: Buffer, ctx: ParseConte
     let quality: Quality = 'GOOD';
     if (o.quality !== undefined && o.quality !== null) {
       quality = (typeof o.quality === 'string' && ctx.registry.quality(o.quality)) || 'UNCERTAIN';
-      if (typeof o.quality !== 'string' || o.quality.trim().toUpperCase() !== quality) metadata.quality = o.quality;
+      if (typeof o.quality !== 'string' || o.quality.trim().toUpperCase() !== quality) {
+        if (metadata === NO_FIELDS) metadata = {};
+        metadata.quality = o.quality;
+      }
     }
 
     const kept = Object.keys(metadata).length ? metadata : null;

@@ -24,6 +24,7 @@
 import { EventEmitter } from 'node:events';
 import type { Pool, PoolClient } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
+import { binaryCopyRows } from './copy-binary';
 import { logger } from '../lib/log';
 import { addSource, counter, histogram, pulled } from '../lib/metrics';
 import {
@@ -109,7 +110,6 @@ export function isDataError(error: unknown): boolean {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const copyText = (s: string) => s.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r'));
 
 const MIN_TIME = Date.UTC(2000, 0, 1);
 const DAY_MS = 86_400_000;
@@ -135,23 +135,34 @@ const show = (v: unknown) => {
   }
 };
 
-/** Why a reading cannot be written, or undefined. Its COPY line is then made without a throw. */
+// Ids and names repeat from reading to reading: one that passed its check once is not checked
+// again (one set for uuids, one for names: a name is no uuid).
+const goodUuids = new Set<string>();
+const goodNames = new Set<string>();
+function remember(set: Set<string>, v: string): true {
+  if (set.size >= 50_000) set.clear();
+  set.add(v);
+  return true;
+}
+const isUuid = (v: unknown): boolean => typeof v === 'string' && (goodUuids.has(v) || (UUID.test(v) && remember(goodUuids, v)));
+const isName = (v: unknown, emptyAllowed: boolean): boolean => typeof v === 'string' &&
+  (v === '' ? emptyAllowed : goodNames.has(v) || (v.length <= MAX_NAME_CHARS && !NOT_PG_TEXT.test(v) && remember(goodNames, v)));
+const nameProblem = (field: string, v: unknown) =>
+  `${field} ${show(v)} must be text of at most ${MAX_NAME_CHARS} characters without U+0000 or unpaired surrogates`;
+
+/** Why a reading cannot be written, or undefined. Its COPY row is then made without a throw. */
 export function readingProblem(r: Reading, now: number, maxAgeMs: number, maxFutureMs: number): string | undefined {
   if (!r || typeof r !== 'object') return 'reading is not an object';
   const time = r.time;
   const t = time instanceof Date ? time.getTime() : NaN;
   if (!Number.isFinite(t)) return `timestamp ${show(time)} is not a valid date-time`;
-  const iso = new Date(t).toISOString();
-  if (t < MIN_TIME) return `timestamp ${iso} is before the year 2000`;
-  if (maxAgeMs > 0 && t < now - maxAgeMs) return `timestamp ${iso} is more than ${Math.round(maxAgeMs / 86_400_000)} days old (INGEST_MAX_AGE_DAYS)`;
-  if (t > now + maxFutureMs) return `timestamp ${iso} is more than ${maxFutureMs / 1000} s in the future`;
-  if (typeof r.tenantId !== 'string' || !UUID.test(r.tenantId)) return `tenantId ${show(r.tenantId)} is not a uuid`;
-  if (typeof r.deviceId !== 'string' || !UUID.test(r.deviceId)) return `deviceId ${show(r.deviceId)} is not a uuid`;
-  for (const [field, v, empty] of [['sensorType', r.sensorType, false], ['unit', r.unit, true]] as const) {
-    if (typeof v !== 'string' || (!empty && v === '') || v.length > MAX_NAME_CHARS || NOT_PG_TEXT.test(v)) {
-      return `${field} ${show(v)} must be text of at most ${MAX_NAME_CHARS} characters without U+0000 or unpaired surrogates`;
-    }
-  }
+  if (t < MIN_TIME) return `timestamp ${new Date(t).toISOString()} is before the year 2000`;
+  if (maxAgeMs > 0 && t < now - maxAgeMs) return `timestamp ${new Date(t).toISOString()} is more than ${Math.round(maxAgeMs / 86_400_000)} days old (INGEST_MAX_AGE_DAYS)`;
+  if (t > now + maxFutureMs) return `timestamp ${new Date(t).toISOString()} is more than ${maxFutureMs / 1000} s in the future`;
+  if (!isUuid(r.tenantId)) return `tenantId ${show(r.tenantId)} is not a uuid`;
+  if (!isUuid(r.deviceId)) return `deviceId ${show(r.deviceId)} is not a uuid`;
+  if (!isName(r.sensorType, false)) return nameProblem('sensorType', r.sensorType);
+  if (!isName(r.unit, true)) return nameProblem('unit', r.unit);
   if (typeof r.value !== 'number' || !Number.isFinite(r.value)) return `value ${show(r.value)} is not a finite number`;
   if (!QUALITIES.includes(r.quality)) return `quality ${show(r.quality)} is not one of ${QUALITIES.join(', ')}`;
   if (r.metadata !== undefined && r.metadata !== null) {
@@ -172,10 +183,6 @@ export function readingProblem(r: Reading, now: number, maxAgeMs: number, maxFut
   return undefined;
 }
 
-function copyLine(r: Reading): string {
-  const metadata = r.metadata ? copyText(JSON.stringify(r.metadata)) : '\\N';
-  return `${r.time.toISOString()}\t${r.tenantId}\t${r.deviceId}\t${copyText(r.sensorType)}\t${r.value}\t${copyText(r.unit)}\t${r.quality}\t${metadata}\n`;
-}
 
 /** What a refused reading keeps in its dead letter: never throws. */
 function readingJson(r: Reading): string {
@@ -389,18 +396,30 @@ export class ReadingSink extends EventEmitter {
 
   /** In a batch transaction, after ingest_staged_readings(): per (device, sensor type, time) still staged, whether this transaction inserted it. */
   private async receiptOutcomes(client: PoolClient, batch: Reading[]): Promise<Map<string, { inserted: boolean }> | undefined> {
-    const devices = new Set<string>();
-    for (const r of batch) if ((r as Receipted)[RECEIPT]) devices.add(r.deviceId);
-    if (!devices.size) return undefined;
-    // Rows the function dead-lettered (orphans) are no longer staged; a row this transaction wrote has its xmin.
-    const { rows } = await client.query<{ device_id: string; sensor_type: string; time: Date; inserted: boolean }>(
-      `select s.device_id::text as device_id, s.sensor_type, s.time,
-              exists (select 1 from iot_private.sensor_readings r
-                      where r.device_id = s.device_id and r.time = s.time and r.sensor_type = s.sensor_type
-                        and r.xmin = pg_current_xact_id()::xid) as inserted
-       from pg_temp.reading_staging s where s.device_id = any ($1::uuid[])`, [[...devices]]);
+    const devices: string[] = [];
+    const types: string[] = [];
+    const times: Date[] = [];
+    for (const r of batch) {
+      if (!(r as Receipted)[RECEIPT]) continue;
+      devices.push(r.deviceId);
+      types.push(r.sensorType);
+      times.push(r.time);
+    }
+    if (!devices.length) return undefined;
+    // After ingest_staged_readings the staging table holds exactly the readings it stored (orphans
+    // went to dead letters, duplicates were taken out); a reading not staged but in the table was
+    // stored before (a duplicate); neither: an orphan.
+    const { rows } = await client.query<{ device_id: string; sensor_type: string; time: Date; inserted: boolean; stored: boolean }>(
+      `select k.device_id::text as device_id, k.sensor_type, k.time, s.device_id is not null as inserted,
+              s.device_id is null and exists (select 1 from iot_private.sensor_readings r
+                                              where r.device_id = k.device_id and r.time = k.time and r.sensor_type = k.sensor_type) as stored
+       from unnest($1::uuid[], $2::text[], $3::timestamptz[]) as k (device_id, sensor_type, time)
+       left join pg_temp.reading_staging s on s.device_id = k.device_id and s.sensor_type = k.sensor_type and s.time = k.time`,
+      [devices, types, times]);
     const out = new Map<string, { inserted: boolean }>();
-    for (const row of rows) out.set(receiptKey(row.device_id, row.sensor_type, row.time.getTime()), { inserted: row.inserted });
+    for (const row of rows) {
+      if (row.inserted || row.stored) out.set(receiptKey(row.device_id, row.sensor_type, row.time.getTime()), { inserted: row.inserted });
+    }
     return out;
   }
 
@@ -724,8 +743,7 @@ export class ReadingSink extends EventEmitter {
 
   private async writeOnce(batch: Reading[], letters: PreparedDeadLetter[]): Promise<void> {
     // Everything the COPY sends is made before it starts, so a COPY never waits for data.
-    let rows = '';
-    for (const r of batch) rows += copyLine(r);
+    const rows = batch.length ? binaryCopyRows(batch) : undefined;
     const lettersJson = letters.length ? JSON.stringify(letters) : '';
     const ms = this.txTimeoutMs;
     const client: PoolClient = await this.connect(Math.min(ms, 10_000));
@@ -757,7 +775,7 @@ export class ReadingSink extends EventEmitter {
       if (batch.length) {
         await new Promise<void>((resolve, reject) => {
           const stream = client.query(copyFrom(
-            'copy pg_temp.reading_staging (time, tenant_id, device_id, sensor_type, value, unit, quality, metadata) from stdin'));
+            'copy pg_temp.reading_staging (time, tenant_id, device_id, sensor_type, value, unit, quality, metadata) from stdin (format binary)'));
           stream.on('error', reject);
           stream.on('finish', resolve);
           try {

@@ -486,12 +486,13 @@ test('fast path and full detector agree: same events, same channel state, over l
   assert.equal(rounded(await state(fast)), rounded(await state(slow)));
 });
 
-test('fast path: a plain live batch needs no full detector; a spike, an excursion or a stale baseline cache do', async () => {
+test('fast path: a plain live batch needs no full detector, in a new minute too (its baseline cache refreshed); a spike or an excursion do', async () => {
   const temp: Channel = { sensorType: 'TEMPERATURE', unit: '°F' };
   const id = await device('EV-FAST-ROUTE', [temp]);
   const t0 = Date.parse('2026-04-02T10:00:05Z');
   const rnd = noise(3, 0.3);
   await ingest(series(id, temp, t0, fill(40, () => 67 + rnd()))); // 40 s of history: its minute's cache
+  let cacheEnd = 0;
   const route = async (values: number[], start: number): Promise<string[] | null> => {
     const client = await db.pool.connect();
     try {
@@ -502,6 +503,8 @@ test('fast path: a plain live batch needs no full detector; a spike, an excursio
                             values ($1, $2, $3, 'TEMPERATURE', $4, '°F', 'GOOD')`, [new Date(start + i * 1000), plant.tenantId, id, v]);
       }
       const { rows } = await client.query(`select iot_private.save_plain_channel_states(array['COUNT'], 4, 30)::text[] as slow`);
+      const cache = await client.query(`select baseline_end from iot_private.channel_event_state where device_id = $1`, [id]);
+      cacheEnd = cache.rows[0].baseline_end.getTime();
       return rows[0].slow;
     } finally {
       await client.query('rollback');
@@ -511,7 +514,9 @@ test('fast path: a plain live batch needs no full detector; a spike, an excursio
   assert.is(await route([67.1, 66.9, 67.2], t0 + 40_000), null, 'plain: settled by the fast path');
   assert.equal(await route([67.1, 75], t0 + 40_000), [id], 'a spike goes to the full detector');
   assert.equal(await route([67.1, 90], t0 + 40_000), [id], 'an out-of-range reading goes to the full detector');
-  assert.equal(await route([67.1], t0 + 80_000), [id], 'a new minute (stale baseline cache) goes to the full detector');
+  assert.is(cacheEnd, Date.parse('2026-04-02T10:00:00Z'), 'the cache of the minute the batch starts in');
+  assert.is(await route([67.1], t0 + 80_000), null, 'a new minute: settled too, its baseline cache refreshed from the rollups');
+  assert.is(cacheEnd, Date.parse('2026-04-02T10:01:00Z'));
 });
 
 // Last: a refresh moves the rollup watermark to the present, after which historical readings are

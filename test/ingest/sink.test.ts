@@ -111,6 +111,23 @@ test('two writers storing overlapping batches at the same moment: every reading 
   }
 });
 
+test('binary COPY stores every field as given: milliseconds, extreme and negative values, units and metadata with tabs, newlines, backslashes and non-ASCII', async () => {
+  const sink = new ReadingSink(db.pool, { batchSize: 100, maxWaitMs: 5, bufferMax: 1000 });
+  const odd: Reading[] = [
+    reading(3000, { time: new Date(base + 3000_000 + 7), value: -0.000123456789 }),
+    reading(3001, { value: 1e15, unit: 'a\tb\\c\nd é 🚀', metadata: { note: 'tab\there, new\nline, back\\slash, "quoted", ünïcødé 🚀', n: 1.5, nested: { ok: true } } }),
+    reading(3002, { value: 1e-15, quality: 'UNCERTAIN', unit: '' }),
+    reading(3003, { value: 0, quality: 'BAD', metadata: {} }),
+  ];
+  sink.add(odd);
+  await sink.close();
+  const { rows } = await db.pool.query(`select time, value, unit, quality, metadata from iot_private.sensor_readings
+    where device_id = $1 and sensor_type = 'TEMPERATURE' and time >= $2 and time < $3 order by time`,
+    [plant.deviceId, new Date(base + 3000_000), new Date(base + 3004_000)]);
+  assert.equal(rows.map((r) => [r.time.getTime(), r.value, r.unit, r.quality, r.metadata]),
+    odd.map((r) => [r.time.getTime(), r.value, r.unit, r.quality, r.metadata ?? null]));
+});
+
 test('a reading whose channel was deactivated meanwhile becomes a dead letter; the rest are stored', async () => {
   await db.pool.query(`update iot.device_channels set is_active = false where device_id = $1 and sensor_type = 'PRESSURE'`, [plant.deviceId]);
   const sink = new ReadingSink(db.pool, { batchSize: 100, maxWaitMs: 10, bufferMax: 1000 });
