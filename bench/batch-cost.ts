@@ -1,12 +1,22 @@
-// Profiling aid: what one sink batch costs in the database, step by step (begin + staging, COPY,
-// ingest_staged_readings, commit), for batches shaped like bench:ingest's traffic (20 readings per
-// message of one channel, 300 channels, live timestamps, 1 channel in 100 out of range).
+// npm run bench:batch — what one sink batch costs in the database, step by step (begin + staging,
+// binary COPY, ingest_staged_readings, commit), for batches shaped like bench:ingest's traffic (20
+// readings per message of one channel, 300 channels, live timestamps, 1 channel in 100 out of
+// range). A profiling aid: it prints figures, it is not a test.
 import { Client } from 'pg';
 import { binaryCopyRows } from '../src/ingest/copy-binary';
 import type { Reading } from '../src/ingest/reading';
 import { from as copyFrom } from 'pg-copy-streams';
-import { benchDatabase, seedBenchPlant, fmt } from './support';
+import { benchDatabase, seedBenchPlant, fmt, handleArguments } from './support';
 import { Pool } from 'pg';
+
+handleArguments(`
+npm run bench:batch: the database's cost of one ingest batch, step by step, averaged over batches.
+
+Variables:
+  BENCH_BATCH_SIZE   readings per batch (5000)
+  BENCH_BATCHES      batches to write (60; the first ones, up to 10, are warm-up and not counted)
+  BENCH_EXPLAIN      1: log every nested statement's duration (auto_explain, server log); analyze: with plans
+  BENCH_KEEP         1: keep the database and print its URL`);
 
 const BATCH = Number(process.env.BENCH_BATCH_SIZE ?? 5000);
 const BATCHES = Number(process.env.BENCH_BATCHES ?? 60);
