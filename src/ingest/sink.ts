@@ -259,6 +259,8 @@ export class ReadingSink extends EventEmitter {
   private readonly inFlight = new Set<Attempt>();
   private readonly unwritten: Attempt[] = [];
   private readonly settled = new WeakSet<object>();
+  /** Batches being bisected to find what the database refuses (see isolate). */
+  private isolating = 0;
   /** Dead letters in their plainest form (plainDeadLetter): if the database refuses one, it is held and retried. */
   private readonly plain = new WeakSet<PreparedDeadLetter>();
   private readonly claims = new Map<string, SpillOrigin>();
@@ -553,8 +555,11 @@ export class ReadingSink extends EventEmitter {
 
   /** Marks readings and dead letters as written; a spill file whose content is all written is removed. */
   private settle(items: readonly object[]): void {
+    // Only a batch being isolated has parts written while the whole is still in flight: only then
+    // must a shutdown know which of its readings are written (a WeakSet entry per reading costs).
+    const mark = this.isolating > 0;
     for (const item of items) {
-      this.settled.add(item);
+      if (mark) this.settled.add(item);
       const origin = (item as Tagged)[ORIGIN];
       if (origin && --origin.pending === 0 && origin.loaded && !this.spilled) void this.finishSpill(origin).catch(() => undefined);
     }
@@ -819,6 +824,15 @@ export class ReadingSink extends EventEmitter {
 
   /** The database refused this batch's data: find what it refuses by halving, keep the rest. */
   private async isolate(batch: Reading[], letters: PreparedDeadLetter[], error: Error): Promise<void> {
+    this.isolating++;
+    try {
+      await this.isolateParts(batch, letters, error);
+    } finally {
+      this.isolating--;
+    }
+  }
+
+  private async isolateParts(batch: Reading[], letters: PreparedDeadLetter[], error: Error): Promise<void> {
     if (letters.length && batch.length) {
       // Write the dead letters alone first, then the readings; each is bisected on its own.
       await this.write([], letters);
