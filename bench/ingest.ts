@@ -32,7 +32,11 @@ const MINUTES = Number(process.env.BENCH_MINUTES ?? 0);
 const RATE = Number(process.env.BENCH_RATE ?? 50_000);
 
 /** One row of the table. readingsPerSecond null: not measured (note says why). */
-export interface BenchRow { name: string; readingsPerSecond: number | null; peakRssMiB?: number; note?: string }
+export interface BenchRow {
+  name: string; readingsPerSecond: number | null; peakRssMiB?: number; note?: string;
+  /** MQTT JSON readings per message: the row is compared with the baseline of the same (default 20). */
+  perMessage?: number;
+}
 /** What a protocol's benchmark gets to measure its row on the same database and broker. */
 export interface BenchContext { dbUrl: string; pool: Pool; brokerUrl: string; brokerKind: string; channels: BenchChannel[]; ids: BenchChannelIds[] }
 /**
@@ -92,17 +96,18 @@ async function mqttRow(ctx: BenchContext, name: string, perMessage: number, read
   const consumers = Array.from({ length: processes }, (_x, i) => ingestProcess(ctx, `bench-ingest-${process.pid}-${name.length}-${i}`, group));
   const r = await measure(consumers, ctx, perMessage, readings);
   const lost = r.total - r.stored;
-  return { name, readingsPerSecond: r.perSecond, peakRssMiB: r.peakRssMiB,
+  return { name, perMessage, readingsPerSecond: r.perSecond, peakRssMiB: r.peakRssMiB,
     note: `${fmt(r.stored)} stored in ${r.seconds.toFixed(1)} s` + (lost > 0 ? `; ${fmt(lost)} NOT DELIVERED (broker queue limit?)` : '') };
 }
 
-async function baselineRow(ctx: BenchContext, plant: Awaited<ReturnType<typeof seedBenchPlant>>, readings: number): Promise<BenchRow> {
+async function baselineRow(ctx: BenchContext, plant: Awaited<ReturnType<typeof seedBenchPlant>>, perMessage: number, readings: number): Promise<BenchRow> {
   const c = child('insert-baseline-process.js');
   const units: Record<string, string> = { TEMPERATURE: '°F', VIBRATION: 'mm/s', PRESSURE: 'PSI' };
   c.send({ dbUrl: ctx.dbUrl, brokerUrl: ctx.brokerUrl, clientId: `bench-baseline-${process.pid}`, tenantId: plant.tenantId,
     devices: Object.fromEntries(plant.devices.map((d) => [d.code, d.id])), units });
-  const r = await measure([c], ctx, 20, readings);
-  return { name: 'baseline: one INSERT per message (Node-RED-like), 20 readings/message', readingsPerSecond: r.perSecond, peakRssMiB: r.peakRssMiB,
+  const r = await measure([c], ctx, perMessage, readings);
+  return { name: `baseline: one INSERT per message (Node-RED-like), ${perMessage} reading${perMessage === 1 ? '' : 's'}/message`, perMessage,
+    readingsPerSecond: r.perSecond, peakRssMiB: r.peakRssMiB,
     note: `${fmt(r.stored)} stored in ${r.seconds.toFixed(1)} s; no events, no heartbeats, no dedup check beyond the key` };
 }
 
@@ -148,19 +153,22 @@ async function main() {
     if (shared) await run(mqttRow(ctx, `MQTT JSON, ${shared}`, 20, N, 2));
     else rows.push({ name: 'MQTT JSON, two ingest processes, shared subscription', readingsPerSecond: null, note: 'n/a: needs MQTT 5 $share (aedes has none; BENCH_MQTT_URL=mosquitto)' });
     for (const extra of EXTRA_ROWS) await run(extra(ctx));
-    await run(baselineRow(ctx, plant, N));
+    await run(baselineRow(ctx, plant, 20, N));
+    await run(baselineRow(ctx, plant, 1, Math.ceil(N / 5)));
     const ceiling = await copyCeiling(pool, plant.ids, N);
-    const baseline = rows.find((r) => r.name.startsWith('baseline'))?.readingsPerSecond ?? null;
+    // Each row beside the baseline with as many readings per message (protocol rows: the 20-reading one).
+    const baselineOf = (r: BenchRow) => rows.find((b) => b.name.startsWith('baseline') && b.perMessage === (r.perMessage ?? 20))?.readingsPerSecond ?? null;
+    const baseline = baselineOf({ name: '', readingsPerSecond: null });
     const table = [
       `ingest benchmark: PostgreSQL ${db.version}, tier ${db.tier}, broker ${broker.kind}, ${plant.ids.length} channels, ` +
         `batch ${fmt(BATCH)} / wait ${WAIT} ms / ${WRITERS} writers, event detection on`,
       '',
-      '| path | readings/s | of COPY ceiling | x baseline | peak RSS MiB | notes |',
+      '| path | readings/s | of COPY ceiling | x baseline (same readings/message) | peak RSS MiB | notes |',
       '|---|---:|---:|---:|---:|---|',
       `| raw COPY ceiling (one COPY stream, same table and indexes) | ${fmt(ceiling)} | 1.00 | ${baseline ? (ceiling / baseline).toFixed(1) : 'n/a'} | | no events, no dedup |`,
       ...rows.map((r) => `| ${r.name} | ${r.readingsPerSecond === null ? 'n/a' : fmt(r.readingsPerSecond)} | ` +
         `${r.readingsPerSecond === null ? '' : (r.readingsPerSecond / ceiling).toFixed(2)} | ` +
-        `${r.readingsPerSecond === null || !baseline ? '' : (r.readingsPerSecond / baseline).toFixed(1)} | ` +
+        `${r.readingsPerSecond === null || !baselineOf(r) ? '' : (r.readingsPerSecond / baselineOf(r)!).toFixed(1)} | ` +
         `${r.peakRssMiB === undefined ? '' : fmt(r.peakRssMiB)} | ${r.note ?? ''} |`),
     ];
     console.log('\n' + table.join('\n'));
