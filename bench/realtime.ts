@@ -7,6 +7,7 @@
 // the one serving them; the publisher too (bench/paced-publisher-process.ts).
 import { ChildProcess, fork } from 'node:child_process';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { MqttIngestor } from '../src/ingest/mqtt';
 import { RegistryCache } from '../src/ingest/registry';
 import { ReadingSink } from '../src/ingest/sink';
@@ -14,6 +15,7 @@ import { createPool } from '../src/lib/db/pool';
 import { setLogLevel } from '../src/lib/log';
 import { signToken } from '../src/lib/secrets';
 import { startApi } from '../src/server/app';
+import { HopRecorder, readingKey } from './realtime-hops';
 import { benchBroker, benchDatabase, fmt, handleArguments, seedBenchPlant } from './support';
 
 handleArguments(`
@@ -25,7 +27,11 @@ Variables:
   BENCH_SECONDS        length of each latency run (10)
   BENCH_SUBSCRIBERS    subscriber counts for the fan-out runs (1000,10000)
   BENCH_BROADCASTS     alerts per fan-out run (5)
-  BENCH_BATCH_WAIT_MS  INGEST_BATCH_MAX_WAIT_MS of the ingestor (10: a reading waits at most this long for its batch)`);
+  BENCH_BATCH_WAIT_MS  INGEST_BATCH_MAX_WAIT_MS of the ingestor (10: a reading waits at most this long for its batch)
+  BENCH_INGEST_ASYNC_COMMIT  1: the ingestor's sessions use synchronous_commit=off (to see what the WAL flush costs)
+  BENCH_HOPS           1 (default): also print where the latency goes, hop by hop, and tell the readings
+                       a notice of their own batch delivered from trailing values flushed after the
+                       publisher stopped; 0: only the table (both kinds mixed)`);
 
 const list = (v: string | undefined, d: number[]) => (v ? v.split(',').map(Number) : d);
 const RATES = list(process.env.BENCH_RATES, [1000, 10000]);
@@ -34,7 +40,10 @@ const SUBSCRIBERS = list(process.env.BENCH_SUBSCRIBERS, [1000, 10000]);
 const BROADCASTS = Number(process.env.BENCH_BROADCASTS ?? 5);
 const BATCH_WAIT_MS = Number(process.env.BENCH_BATCH_WAIT_MS ?? 10);
 const SECRET = 'bench-realtime-secret-0123456789abcdef';
+const HOPS = process.env.BENCH_HOPS !== '0';
 const CLIENT_PROCESSES = 2;
+// Children are the compiled .js (npm run bench:realtime) or the .ts beside this file (npx tsx bench/realtime.ts).
+const childScript = (name: string) => join(__dirname, `${name}${__filename.endsWith('.ts') ? '.ts' : '.js'}`);
 
 type Receipt = [key: string, receivedAt: number];
 
@@ -52,7 +61,7 @@ async function openSubscribers(url: string, query: string, field: string, key: s
   await Promise.all(Array.from({ length: CLIENT_PROCESSES }, (_x, i) => {
     const part = sockets.slice(i * per, (i + 1) * per);
     if (!part.length) return Promise.resolve();
-    const child = fork(join(__dirname, 'ws-clients-process.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(childScript('ws-clients-process'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     children.push(child);
     return new Promise<void>((resolve, reject) => {
       child.once('message', (m: { ready?: number; failed?: string }) => (m.ready ? resolve() : reject(new Error(m.failed))));
@@ -82,15 +91,29 @@ async function main() {
   const broker = await benchBroker();
   const pool = createPool(db.url, 12, 'bench-realtime');
   const rows: string[] = [];
+  const hopTables: string[] = [];
+  const closeLater: (() => Promise<void>)[] = [];
   try {
     const plant = await seedBenchPlant(pool);
     const registry = new RegistryCache(pool);
     await registry.start();
-    const sink = new ReadingSink(pool, { batchSize: 5000, maxWaitMs: BATCH_WAIT_MS, bufferMax: 200_000, writers: 2 });
+    // The ingestor has a pool of its own, as the ingest process has (src/cli/runtime.ts); the API keeps `pool`.
+    // BENCH_INGEST_ASYNC_COMMIT=1: the ingest sessions commit without waiting for the WAL flush (what it would save).
+    const ingestUrl = process.env.BENCH_INGEST_ASYNC_COMMIT === '1' ? withOption(db.url, '-c synchronous_commit=off') : db.url;
+    const ingestPool = createPool(ingestUrl, 4, 'bench-realtime-ingest');
+    closeLater.push(() => ingestPool.close());
+    const interval = (await pool.query(`select value from iot_private.settings where key = 'live_reading_interval_ms'`)).rows[0]?.value ?? '1000';
+    const hops = new HopRecorder(Number(interval) / 2);
+    const sink = new ReadingSink(ingestPool, { batchSize: 5000, maxWaitMs: BATCH_WAIT_MS, bufferMax: 200_000, writers: 2 });
+    if (HOPS) {
+      hops.watchSink(sink, ingestPool);
+      const channel = (await pool.query(`select iot_private.notify_channel('iot_live_readings', $1) as c`, [plant.tenantId])).rows[0].c;
+      await hops.listen(db.url, channel);
+      closeLater.push(() => hops.stop());
+    }
     const ingestor = new MqttIngestor({ brokerUrl: broker.url, topics: ['facility/+/workcenter/+/sensor/+'], qos: 0,
       clientId: `bench-realtime-${process.pid}`, maxFutureSeconds: 300 }, registry, sink);
     await ingestor.start();
-    const interval = (await pool.query(`select value from iot_private.settings where key = 'live_reading_interval_ms'`)).rows[0]?.value ?? '1000';
     const api = await startApi({
       pool, host: '127.0.0.1', port: 0, jwtSecret: SECRET, graphiql: false, websockets: true, graphqlPath: '/graphql', maxPageSize: 1000,
       wsMaxSocketsPerIp: 100_000, wsMaxSocketsPerUser: 100_000, wsMaxSubscriptionsPerSocket: 10,
@@ -101,10 +124,15 @@ async function main() {
     // 1. Latency, publish to receipt: one subscriber per device.
     for (const rate of RATES) {
       const subs = await openSubscribers(wsUrl,
-        'subscription($d: ID!) { sensorReadingUpdated(iotDeviceId: $d) { readingTimestamp } }', 'sensorReadingUpdated', 'readingTimestamp',
+        'subscription($d: ID!) { sensorReadingUpdated(iotDeviceId: $d) { iotDeviceId sensorType readingTimestamp } }', 'sensorReadingUpdated',
+        'iotDeviceId,sensorType,readingTimestamp',
         plant.devices.map((d) => ({ token: token(`lat-${d.code}`), variables: { d: d.id } })));
       const storedBefore = sink.stats.stored;
-      const publisher = fork(join(__dirname, 'paced-publisher-process.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      hops.reset();
+      // This process runs the ingestor and the API (like `iot start`): how long its event loop stalls.
+      const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+      loopDelay.enable();
+      const publisher = fork(childScript('paced-publisher-process'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       const done = new Promise<{ readings: number; seconds: number }>((r) => publisher.once('message', (m) => r(m as { readings: number; seconds: number })));
       publisher.send({ url: broker.url, channels: plant.channels, readingsPerSecond: rate, seconds: SECONDS });
       const published = await done;
@@ -114,10 +142,33 @@ async function main() {
         const why = (await pool.query(`select reason, count(*)::int as n from iot_private.ingest_dead_letters group by 1 order by 2 desc limit 3`)).rows;
         console.log(`  (not stored: ${fmt(published.readings - stored)}; dead-letter reasons: ${JSON.stringify(why)})`);
       }
-      const latencies = (await subs.receipts()).map(([stamp, at]) => at - Date.parse(stamp)).sort((a, b) => a - b);
+      // Each receipt is one reading a notice carried: device/sensor type/its publish stamp (ms).
+      const delivered = (await subs.receipts()).map(([key, at]): Receipt => {
+        const [device, sensor, stamp] = key.split('|');
+        return [readingKey(device, sensor, Date.parse(stamp)), at];
+      });
+      // Two kinds of delivery: by the reading's own batch (the notice it was due for: the issue's
+      // streaming latency), and trailing values, held back by the interval and flushed once their
+      // device fell silent, here when the publisher stopped (an interval later by design).
+      const trailing = (key: string) => HOPS && hops.flushed(key);
+      const latencyOf = ([key, at]: Receipt) => at - Number(key.split('/')[2]);
+      const latencies = delivered.filter((r) => !trailing(r[0])).map(latencyOf).sort((a, b) => a - b);
+      const flushed = delivered.filter((r) => trailing(r[0])).map(latencyOf).sort((a, b) => a - b);
       await subs.close();
-      rows.push(`| latency publish -> sensorReadingUpdated | ${fmt(published.readings / published.seconds)} readings/s, ${plant.devices.length} subscribers | ` +
-        `${ms(percentile(latencies, 50))} | ${ms(percentile(latencies, 99))} | ${ms(latencies[latencies.length - 1])} | ${fmt(latencies.length)} events; ${fmt(stored)} of ${fmt(published.readings)} readings stored (dead letters ${sink.stats.deadLetters}) |`);
+      loopDelay.disable();
+      if (HOPS) {
+        hopTables.push(...hops.table(delivered, `${fmt(rate)} readings/s`),
+          `event loop delay of the ingest+API process: p50 ${(loopDelay.percentile(50) / 1e6).toFixed(1)} ms, ` +
+          `p99 ${(loopDelay.percentile(99) / 1e6).toFixed(1)} ms, max ${(loopDelay.max / 1e6).toFixed(1)} ms`, '');
+      }
+      const load = `${fmt(published.readings / published.seconds)} readings/s, ${plant.devices.length} subscribers`;
+      rows.push(`| latency publish -> sensorReadingUpdated | ${load} | ` +
+        `${ms(percentile(latencies, 50))} | ${ms(percentile(latencies, 99))} | ${ms(latencies[latencies.length - 1])} | ${fmt(latencies.length)} events` +
+        `${HOPS ? ' sent by their own batch' : ''}; ${fmt(stored)} of ${fmt(published.readings)} readings stored (dead letters ${sink.stats.deadLetters}) |`);
+      if (flushed.length) {
+        rows.push(`| trailing values after the publisher stopped | ${load} | ${ms(percentile(flushed, 50))} | ${ms(percentile(flushed, 99))} | ` +
+          `${ms(flushed[flushed.length - 1])} | ${fmt(flushed.length)} events held back by LIVE_READING_INTERVAL_MS ${interval}, flushed once their device was quiet for it |`);
+      }
     }
     await ingestor.stop();
     await sink.close();
@@ -159,17 +210,26 @@ async function main() {
     await api.close();
     console.log([
       `realtime benchmark (PostgreSQL ${db.version}, tier ${db.tier}, broker ${broker.kind}, loopback, ` +
-        `INGEST_BATCH_MAX_WAIT_MS ${BATCH_WAIT_MS}, LIVE_READING_INTERVAL_MS ${interval})`,
+        `INGEST_BATCH_MAX_WAIT_MS ${BATCH_WAIT_MS}, LIVE_READING_INTERVAL_MS ${interval}` +
+        `${process.env.BENCH_INGEST_ASYNC_COMMIT === '1' ? ', ingest synchronous_commit off' : ''})`,
       '',
       '| measurement | load | p50 | p99 | max | notes |',
       '|---|---|---|---|---|---|',
       ...rows,
+      ...(hopTables.length ? ['', ...hopTables] : []),
     ].join('\n'));
   } finally {
+    for (const close of closeLater.reverse()) await close().catch(() => undefined);
     await pool.close();
     await broker.stop();
     await db.drop();
   }
+}
+
+function withOption(url: string, option: string): string {
+  const u = new URL(url);
+  u.searchParams.set('options', option);
+  return u.toString();
 }
 
 /** Committed transactions of this database so far (pg_stat_database is updated within a second). */

@@ -10,7 +10,7 @@ interface Job {
   query: string;
   /** Field of `data` holding the event. */
   field: string;
-  /** Field of the event that names it (the key receipts are grouped by). */
+  /** Field(s) of the event that name it, comma-separated (the key receipts are grouped by; values joined by '|'). */
   key: string;
 }
 
@@ -37,7 +37,7 @@ function subscribe(job: Job, index: number): Promise<void> {
         }, 20);
       } else if (m.type === 'next') {
         const event = m.payload?.data?.[job.field];
-        if (event) receipts.push([String(event[job.key]), receivedAt]);
+        if (event) receipts.push([job.key.split(',').map((k) => String(event[k])).join('|'), receivedAt]);
       } else if (m.type === 'ping') {
         ws.send(JSON.stringify({ type: 'pong' }));
       } else if (m.type === 'error') {

@@ -121,22 +121,34 @@ comment on function iot.notification_queue_usage() is
 -- Trailing notices for live readings -----------------------------------------------------------
 -- A batch held back by the interval is counted into the device's next notice; a device that falls
 -- silent right after one would leave dashboards a value behind. This sends, for every device whose
--- readings were held back and whose last notice is at least the interval old, one notice with the
--- latest reading of each of its sensor types (of the last day) and the count held back. Rows a
--- running batch holds are skipped (next run). Meant for a job every minute (live_events__flush).
+-- readings were held back, whose last notice is at least the interval old and which has been quiet
+-- (no batch: iot_devices.last_heartbeat) for at least the interval too, one notice with the latest
+-- reading of each of its sensor types (of the last day) and the count held back. The quiet rule
+-- keeps a device that reports more often than the interval on fresh leading-edge notices from its
+-- own batches: flushing it would send values up to an interval old instead. Rows a running batch
+-- holds are skipped (next run). Called by every API instance that has sensorReadingUpdated
+-- subscribers, an interval after a batch and at most twice per interval (src/server/plugins/live/flush.ts),
+-- and by the job live_events__flush every minute; one caller at a time scans (advisory lock).
 create or replace function iot_private.flush_live_readings() returns integer
   language plpgsql volatile
   set search_path = pg_catalog, pg_temp
 as $$
 declare
   sent integer;
+  quiet constant interval := iot_private.live_reading_interval();
 begin
+  -- Another caller (another API instance, the minute job) is scanning right now: it sends them.
+  if not pg_try_advisory_xact_lock(hashtextextended('iot_private.flush_live_readings', 0)) then
+    return 0;
+  end if;
   with due as (
     select st.device_id, st.pending_count
     from iot_private.live_reading_state st
-    where not st.notified and st.pending_count > 0 and st.last_notified_at <= now() - iot_private.live_reading_interval()
+    join iot.iot_devices d on d.id = st.device_id
+    where not st.notified and st.pending_count > 0 and st.last_notified_at <= now() - quiet
+      and (d.last_heartbeat is null or d.last_heartbeat <= now() - quiet)
     order by st.device_id
-    for update skip locked
+    for update of st skip locked
   ), marked as (
     update iot_private.live_reading_state st set notified = true, last_notified_at = now()
     from due where st.device_id = due.device_id
@@ -170,7 +182,7 @@ begin
 end
 $$;
 comment on function iot_private.flush_live_readings() is
-  'Sends the live-readings notice held back by the interval for devices that have not reported since (latest value per sensor type, count held back); returns the notices sent. For a job every minute.';
+  'Sends the live-readings notice held back by the interval for devices quiet for at least the interval since (latest value per sensor type, count held back); returns the notices sent (0 when another caller is scanning). Called by the API an interval after a batch (at most twice per interval), and by a job every minute.';
 revoke all on function iot_private.flush_live_readings() from public;
 
 -- SPC parameter codes ----------------------------------------------------------------------------

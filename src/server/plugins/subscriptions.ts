@@ -10,6 +10,8 @@
 //    come in the NOTIFY, outbox payloads are fetched once per id per instance (live/outbox.ts); a
 //    notice is mapped to GraphQL objects once for all its subscribers (perNotice below).
 //  - Payloads are served without SQL, so fields that need SQL are refused at subscribe (live/selection.ts).
+//  - Live readings held back by the interval reach dashboards within ~1.5 intervals when their
+//    device falls silent (live/flush.ts), not at the minute job.
 import type { Build } from 'graphile-build';
 import type { GraphQLResolveInfo } from 'graphql';
 import { makeExtendSchemaPlugin } from 'postgraphile';
@@ -17,6 +19,7 @@ import type { Caller } from '../auth';
 import type { NotifyChannels, OwnerQuery } from '../notify-channels';
 import { checkArgument, subscriptionError } from './live/arguments';
 import { liveFields, ROW_TYPES, type Args, type LiveField, type RowTypeName } from './live/fields';
+import { liveFlush, type LiveFlush } from './live/flush';
 import { outboxFetcher } from './live/outbox';
 import { rowShape, type RowShape } from './live/payloads';
 import { refuseUnservableFields } from './live/selection';
@@ -46,7 +49,8 @@ function perNotice(payloads: (n: Notice) => unknown[]) {
   };
 }
 
-function subscribeFor(name: string, field: LiveField, deps: SubscriptionDeps, hub: LiveHub, servable: (t: string) => ReadonlySet<string> | undefined) {
+function subscribeFor(name: string, field: LiveField, deps: SubscriptionDeps, hub: LiveHub, flush: LiveFlush,
+  servable: (t: string) => ReadonlySet<string> | undefined) {
   const payloads = perNotice(field.payloads);
   return async (_parent: unknown, rawArgs: Record<string, unknown>, context: Context, info: GraphQLResolveInfo) => {
     const caller = context.iotCaller;
@@ -64,9 +68,12 @@ function subscribeFor(name: string, field: LiveField, deps: SubscriptionDeps, hu
     }
     const channel = await deps.channels.channel(field.kind, caller.tenantId);
     const wants = field.wants;
+    // Live readings: held-back values of devices that fell silent are flushed while someone watches (live/flush.ts).
+    const release = field.kind === 'iot_live_readings' ? flush.watch(caller.tenantId) : undefined;
     return hub.subscribe(channel, (n) => (!wants || wants(n, args) ? payloads(n) : undefined), {
       label: name,
       endsAt: caller.expiresAt === undefined ? undefined : caller.expiresAt * 1000,
+      onEnd: release,
     });
   };
 }
@@ -86,8 +93,9 @@ export const subscriptionsPlugin = (deps: SubscriptionDeps | NotifyChannels) => 
     const Subscription: Record<string, { subscribe: ReturnType<typeof subscribeFor>; resolve: (event: unknown) => unknown }> = {};
     if (pubsub) {
       const hub = liveHub(pubsub, outboxFetcher(resolved.query));
+      const flush = liveFlush(hub, resolved.channels, resolved.query);
       for (const [name, field] of Object.entries(fields)) {
-        Subscription[name] = { subscribe: subscribeFor(name, field, resolved, hub, servable), resolve: (event: unknown) => event };
+        Subscription[name] = { subscribe: subscribeFor(name, field, resolved, hub, flush, servable), resolve: (event: unknown) => event };
       }
     }
     // Without pubsub (no subscriptions) the fields exist but have no subscribe: PostGraphile refuses them.

@@ -24,6 +24,8 @@ export interface SubscribeOptions {
   endsAt?: number;
   /** Names the subscription in log lines. */
   label: string;
+  /** Called once when the stream ends (client gone, token expired, shutdown). */
+  onEnd?: () => void;
 }
 
 export interface LiveHub {
@@ -99,6 +101,7 @@ class Subscriber<T> implements AsyncIterableIterator<T> {
     this.queue = [];
     for (const waiter of this.waiting.splice(0)) waiter({ value: undefined, done: true });
     this.onEnd();
+    this.options.onEnd?.();
   }
 
   [Symbol.asyncIterator]() {
