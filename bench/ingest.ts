@@ -6,7 +6,14 @@ import { ChildProcess, fork } from 'node:child_process';
 import { join } from 'node:path';
 import { Pool } from 'pg';
 import { setLogLevel } from '../src/lib/log';
-import { benchBroker, benchDatabase, BenchChannel, BenchChannelIds, copyCeiling, fmt, handleArguments, seedBenchPlant } from './support';
+import { modbusRow } from './modbus';
+import { opcuaRow } from './opcua';
+import { REST_BATCHES, restRow } from './rest';
+import { BenchContext, BenchRow, guarded, RowFunction } from './rows';
+import { sparkplugRow } from './sparkplug';
+import { benchBroker, benchDatabase, copyCeiling, fmt, handleArguments, seedBenchPlant } from './support';
+
+export type { BenchContext, BenchRow } from './rows';
 
 handleArguments(`
 npm run bench:ingest: readings per second stored end to end (publisher process -> MQTT broker ->
@@ -22,7 +29,10 @@ Variables:
   BENCH_RATE                  readings/s of the long run (50000)
   BENCH_MQTT_URL              an MQTT 5 broker (mosquitto) also measures two ingest processes sharing
                               one subscription ($share); aedes cannot
-  BENCH_CPU_PROF              a folder: each child process writes a V8 CPU profile there (--cpu-prof)`);
+  BENCH_CPU_PROF              a folder: each child process writes a V8 CPU profile there (--cpu-prof)
+  BENCH_PROTOCOLS             protocol rows to measure after the MQTT ones (sparkplug,opcua,modbus,rest;
+                              "none": none). Their own variables: npx tsx bench/<protocol>.ts --help
+                              (BENCH_SPARKPLUG_*, BENCH_OPCUA_*, BENCH_MODBUS_*, BENCH_REST_*, BENCH_SECONDS)`);
 
 const N = Number(process.env.BENCH_READINGS ?? 500_000);
 const BATCH = Number(process.env.BENCH_BATCH_SIZE ?? 5000);
@@ -31,20 +41,21 @@ const WRITERS = Number(process.env.BENCH_WRITERS ?? 2);
 const MINUTES = Number(process.env.BENCH_MINUTES ?? 0);
 const RATE = Number(process.env.BENCH_RATE ?? 50_000);
 
-/** One row of the table. readingsPerSecond null: not measured (note says why). */
-export interface BenchRow {
-  name: string; readingsPerSecond: number | null; peakRssMiB?: number; note?: string;
-  /** MQTT JSON readings per message: the row is compared with the baseline of the same (default 20). */
-  perMessage?: number;
-}
-/** What a protocol's benchmark gets to measure its row on the same database and broker. */
-export interface BenchContext { dbUrl: string; pool: Pool; brokerUrl: string; brokerKind: string; channels: BenchChannel[]; ids: BenchChannelIds[] }
 /**
- * Hook for the other protocols' rows (the lead adds them from bench/sparkplug.ts, bench/opcua.ts,
- * bench/modbus.ts, bench/rest.ts), measured after the MQTT rows, e.g.
- *   EXTRA_ROWS.push(async (ctx) => ({ name: 'Sparkplug B, 20 metrics per DDATA', ...await sparkplugRow(ctx) }));
+ * The other protocols' rows, measured after the MQTT rows on the same database (and broker), each
+ * with the sink settings above, its ingestor in a process of its own (bench/protocol-ingest-process.ts).
+ * A row that fails is printed as n/a with the reason.
  */
-export const EXTRA_ROWS: ((ctx: BenchContext) => Promise<BenchRow>)[] = [];
+const PROTOCOLS = (process.env.BENCH_PROTOCOLS ?? 'sparkplug,opcua,modbus,rest').split(',').map((p) => p.trim());
+const PROTOCOL_ROWS: [protocol: string, label: string, row: RowFunction][] = [
+  ['sparkplug', 'Sparkplug B', sparkplugRow],
+  ['opcua', 'OPC UA', opcuaRow],
+  ['modbus', 'Modbus TCP', modbusRow],
+  ...REST_BATCHES.map((b): [string, string, RowFunction] => ['rest', `REST, ${b} reading${b === 1 ? '' : 's'}/request`, restRow(b)]),
+];
+export const EXTRA_ROWS: RowFunction[] = PROTOCOL_ROWS.map(([protocol, label, row]) => PROTOCOLS.includes(protocol)
+  ? guarded(label, row)
+  : async () => ({ name: label, readingsPerSecond: null, note: `n/a: not measured (BENCH_PROTOCOLS=${PROTOCOLS.join(',')})` }));
 
 // BENCH_CPU_PROF=<folder>: every child writes a V8 CPU profile there (open it in Chrome DevTools or speedscope).
 const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
@@ -138,7 +149,8 @@ async function main() {
   const pool = new Pool({ connectionString: db.url, max: 4 });
   try {
     const plant = await seedBenchPlant(pool);
-    const ctx: BenchContext = { dbUrl: db.url, pool, brokerUrl: broker.url, brokerKind: broker.kind, channels: plant.channels, ids: plant.ids };
+    const ctx: BenchContext = { dbUrl: db.url, pool, brokerUrl: broker.url, brokerKind: broker.kind, channels: plant.channels, ids: plant.ids,
+      sink: { batchSize: BATCH, maxWaitMs: WAIT, writers: WRITERS } };
     // Today's and tomorrow's partitions (tier 3), for the baseline's plain INSERTs.
     if (db.tier === 3) await pool.query(`select iot_private.ensure_partitions('sensor_readings', now() - interval '1 day', now() + interval '1 day')`);
     const shared = broker.kind.startsWith('aedes') ? undefined : `two ingest processes, shared subscription ($share), 20 readings/message`;

@@ -2,22 +2,30 @@
 // POST /ingest/readings over keep-alive connections -> device key check -> COPY sink ->
 // sensor_readings), for batches of N readings per request. Each request waits for its commit, so
 // this is the rate a gateway sees with its answers. Not a test: it prints figures. The same file is
-// the client process (BENCH_REST_CHILD=1) so the clients do not share the server's thread.
+// the client process (BENCH_REST_CHILD=1) so the clients do not share the server's thread; the
+// server and sink run in a child of their own. restRow(batch) is bench:ingest's REST row, on its database.
 import { fork } from 'node:child_process';
 import { Agent, request } from 'node:http';
-import { Pool } from 'pg';
 import { createDeviceKey } from '../src/ingest/rest/device-keys';
-import { RestIngestServer } from '../src/ingest/rest/server';
-import { RegistryCache } from '../src/ingest/registry';
-import { ReadingSink } from '../src/ingest/sink';
-import { setLogLevel } from '../src/lib/log';
-import { benchDatabase, fmt, handleArguments } from './support';
+import { fmt, handleArguments } from './support';
+import { BenchContext, BenchRow, IngestChild, mib, retireTenant, rowTenant, RowFunction, runMain, sinkSettings, standalone } from './rows';
 
-const BATCHES = (process.env.BENCH_REST_BATCHES ?? '1,100,1000').split(',').map(Number);
+export const REST_BATCHES = (process.env.BENCH_REST_BATCHES ?? '1,100,1000').split(',').map(Number);
 const CONNECTIONS = Number(process.env.BENCH_REST_CONNECTIONS ?? 16);
 const DEVICES = Number(process.env.BENCH_REST_DEVICES ?? 50);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const SENSORS = ['TEMPERATURE', 'VIBRATION', 'PRESSURE'];
+
+const USAGE = `
+npm run bench:rest (bench/rest.ts): readings per second stored through the REST endpoint
+(HTTP keep-alive clients in a child process -> POST /ingest/readings on a server in another ->
+COPY sink -> sensor_readings), each request answered after its commit.
+
+Variables:
+  BENCH_REST_BATCHES       readings per request, one row each (1,100,1000)
+  BENCH_REST_CONNECTIONS   keep-alive connections posting at once (16)
+  BENCH_REST_DEVICES       REST_API devices, one API key each, 3 channels each (50)
+  BENCH_SECONDS            measuring time per row (10)`;
 
 interface Job { url: string; keys: string[]; batch: number; seconds: number }
 interface Done { requests: number; readings: number; errors: Record<string, number>; p50: number; p99: number }
@@ -68,84 +76,62 @@ async function clients(job: Job): Promise<Done> {
   return { requests, readings, errors, p50: q(0.5), p99: q(0.99) };
 }
 
-async function main(): Promise<void> {
-  handleArguments(`
-npm run bench:rest (bench/rest.ts): readings per second stored through the REST endpoint
-(HTTP keep-alive clients in a child process -> POST /ingest/readings -> COPY sink -> sensor_readings),
-each request answered after its commit.
-
-Variables:
-  BENCH_REST_BATCHES       readings per request, one row each (1,100,1000)
-  BENCH_REST_CONNECTIONS   keep-alive connections posting at once (16)
-  BENCH_REST_DEVICES       REST_API devices, one API key each, 3 channels each (50)
-  BENCH_SECONDS            measuring time per row (10)`);
-  setLogLevel('warn');
-  const db = await benchDatabase('rest');
-  const pool = new Pool({ connectionString: db.url, max: 8 });
-  try {
-    const t = (await pool.query(`insert into iot.tenants (tenant_code, name) values ('bench', 'Bench') returning id`)).rows[0].id;
-    const f = (await pool.query(`insert into iot.facilities (tenant_id, facility_code, name) values ($1, 'B1', 'Bench') returning id`, [t])).rows[0].id;
-    const wc = (await pool.query(`insert into iot.work_centers (tenant_id, facility_id, work_center_code, name, work_center_type) values ($1, $2, 'WC', 'WC', 'PRESS') returning id`, [t, f])).rows[0].id;
-    const keys: string[] = [];
-    for (let i = 0; i < DEVICES; i++) {
-      const d = (await pool.query(`insert into iot.iot_devices (tenant_id, work_center_id, device_code, connection_type) values ($1, $2, $3, 'REST_API') returning id`,
-        [t, wc, `GW-${i}`])).rows[0].id;
-      for (const [s, u] of [['TEMPERATURE', '°F'], ['VIBRATION', 'mm/s'], ['PRESSURE', 'PSI']]) {
-        await pool.query(`insert into iot.device_channels (tenant_id, device_id, sensor_type, unit) values ($1, $2, $3, $4)`, [t, d, s, u]);
+/**
+ * bench:ingest's REST row for batches of `batch` readings per request: DEVICES REST_API devices (a
+ * tenant of its own per row, one key each), CONNECTIONS clients posting for SECONDS; readings/s the
+ * sink stored while they posted.
+ */
+export function restRow(batch: number): RowFunction {
+  return async (ctx: BenchContext): Promise<BenchRow> => {
+    const pool = ctx.pool;
+    const tenant = await rowTenant(pool, `bench-rest-${batch}-${process.pid}`);
+    const ingest = new IngestChild({ protocol: 'rest', dbUrl: ctx.dbUrl, sink: sinkSettings(ctx), restMaxReadings: batch });
+    try {
+      const keys: string[] = [];
+      for (let i = 0; i < DEVICES; i++) {
+        const d = (await pool.query(`insert into iot.iot_devices (tenant_id, work_center_id, device_code, connection_type) values ($1, $2, $3, 'REST_API') returning id`,
+          [tenant.tenantId, tenant.workCenterId, `GW-${i}`])).rows[0].id;
+        for (const [s, u] of [['TEMPERATURE', '°F'], ['VIBRATION', 'mm/s'], ['PRESSURE', 'PSI']]) {
+          await pool.query(`insert into iot.device_channels (tenant_id, device_id, sensor_type, unit) values ($1, $2, $3, $4)`, [tenant.tenantId, d, s, u]);
+        }
+        keys.push((await createDeviceKey(pool, d, 'bench')).apiKey);
       }
-      keys.push((await createDeviceKey(pool, d, 'bench')).apiKey);
-    }
-    const registry = new RegistryCache(pool);
-    await registry.start();
-    // The configuration's defaults (INGEST_BATCH_SIZE, INGEST_BATCH_MAX_WAIT_MS, INGEST_BUFFER_MAX).
-    const sink = new ReadingSink(pool, { batchSize: 5000, maxWaitMs: 200, bufferMax: 100_000, writers: 2 });
-    const server = new RestIngestServer({ port: 0, host: '127.0.0.1', limits: { maxReadingsPerMessage: Math.max(1000, ...BATCHES), maxMessageBytes: 4 * 2 ** 20 } },
-      registry, sink, pool);
-    await server.start();
-    const rows: string[] = [];
-    let peakRss = 0;
-    const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 100);
-    for (const batch of BATCHES) {
+      const { url } = await ingest.ready;
       const child = fork(__filename, [], { env: { ...process.env, BENCH_REST_CHILD: '1' }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-      const s0 = { stored: sink.stats.stored, at: Date.now() };
+      const s0 = { stored: ingest.latest.stored, at: Date.now() };
       const done = await new Promise<Done>((resolve, reject) => {
         child.once('message', (m) => resolve(m as Done));
-        child.once('exit', (code) => reject(new Error(`client process exited ${code}`)));
-        child.send({ url: server.url, keys, batch, seconds: SECONDS } satisfies Job);
+        child.once('exit', (code) => reject(new Error(`REST client process exited ${code}`)));
+        child.send({ url: url!, keys, batch, seconds: SECONDS } satisfies Job);
       });
       const seconds = (Date.now() - s0.at) / 1000;
       child.kill('SIGTERM');
-      const stored = sink.stats.stored - s0.stored;
+      const final = await ingest.stop();
+      const stored = final.stored - s0.stored;
       const errors = Object.entries(done.errors).map(([s, n]) => `${s}: ${n}`).join(', ') || 'none';
-      rows.push(`  ${String(batch).padStart(5)}  ${fmt(stored / seconds).padStart(9)}  ${fmt(done.requests / seconds).padStart(8)}  ` +
-        `${done.p50.toFixed(1).padStart(7)}  ${done.p99.toFixed(1).padStart(7)}  answered ${fmt(done.readings)} stored, sink stored ${fmt(stored)}; errors ${errors}`);
+      return { name: `REST, ${fmt(batch)} reading${batch === 1 ? '' : 's'}/request (${CONNECTIONS} keep-alive connections, answered after commit)`,
+        readingsPerSecond: stored / seconds, peakRssMiB: mib(final.peakRss),
+        note: `${fmt(done.requests / seconds)} requests/s, p50 ${done.p50.toFixed(1)} ms, p99 ${done.p99.toFixed(1)} ms; ` +
+          `answered ${fmt(done.readings)} stored, sink stored ${fmt(stored)}; errors ${errors}` };
+    } finally {
+      await ingest.stop();
+      await retireTenant(pool, tenant.tenantId);
     }
-    clearInterval(sampler);
-    await server.stop();
-    await sink.close();
-    await registry.stop();
-    console.log([
-      `REST benchmark (PostgreSQL ${db.version}, tier ${db.tier}): ${CONNECTIONS} keep-alive connections, ${DEVICES} devices, ${SECONDS} s per row`,
-      '  batch  readings/s  requests/s  p50 ms  p99 ms',
-      ...rows,
-      `  memory peak RSS ${fmt(peakRss / 2 ** 20)} MiB (server and sink)`,
-    ].join('\n'));
-  } finally {
-    await pool.end();
-    await db.drop();
-  }
+  };
 }
 
-if (process.env.BENCH_REST_CHILD === '1') {
-  process.once('message', (job) => {
-    clients(job as Job).then((done) => process.send!(done, () => process.exit(0)), (error) => {
-      console.error(error);
-      process.exit(1);
+export const restRows = (): RowFunction[] => REST_BATCHES.map(restRow);
+
+if (require.main === module) {
+  if (process.env.BENCH_REST_CHILD === '1') {
+    process.once('message', (job) => {
+      clients(job as Job).then((done) => process.send!(done, () => process.exit(0)), (error) => {
+        console.error(error);
+        process.exit(1);
+      });
     });
-  });
-} else {
-  main().catch((error) => {
-    console.error(error);
-    process.exit(1);
-  });
+  } else {
+    handleArguments(USAGE);
+    runMain(() => standalone('REST', restRows()));
+  }
 }

@@ -21,7 +21,8 @@ function bench(file: string, args: string[]) {
   }).then((r) => ({ code: 0, ...r }), (e) => ({ code: e.code as number, stdout: e.stdout as string, stderr: e.stderr as string }));
 }
 
-for (const [file, script] of [['ingest.ts', 'bench:ingest'], ['health.ts', 'bench:health'], ['realtime.ts', 'bench:realtime'], ['query.ts', 'bench:query'], ['batch-cost.ts', 'bench:batch'], ['run.ts', 'bench']]) {
+for (const [file, script] of [['ingest.ts', 'bench:ingest'], ['health.ts', 'bench:health'], ['realtime.ts', 'bench:realtime'], ['query.ts', 'bench:query'], ['batch-cost.ts', 'bench:batch'], ['run.ts', 'bench'],
+  ['sparkplug.ts', 'bench:sparkplug'], ['opcua.ts', 'bench:opcua'], ['modbus.ts', 'bench:modbus'], ['rest.ts', 'bench:rest']]) {
   test(`npm run ${script} -- --help prints help and runs nothing`, async () => {
     const r = await bench(file, ['--help']);
     assert.is(r.code, 0, r.stderr);
