@@ -14,7 +14,8 @@ npm run bench:batch: the database's cost of one ingest batch, step by step, aver
 
 Variables:
   BENCH_BATCH_SIZE   readings per batch (5000)
-  BENCH_BATCHES      batches to write (60; the first ones, up to 10, are warm-up and not counted)
+  BENCH_BATCHES      batches to write (60)
+  BENCH_WARMUP       first batches not counted (up to 10: a third of BENCH_BATCHES)
   BENCH_EXPLAIN      1: log every nested statement's duration (auto_explain, server log); analyze: with plans
   BENCH_KEEP         1: keep the database and print its URL`);
 
@@ -37,7 +38,7 @@ async function main() {
   const last = new Array<number>(plant.ids.length).fill(0);
   let m = 0;
   const sums = { begin: 0, copy: 0, ingest: 0, commit: 0 };
-  const n0 = Math.min(10, Math.floor(BATCHES / 3));
+  const n0 = Number(process.env.BENCH_WARMUP ?? Math.min(10, Math.floor(BATCHES / 3)));
   for (let b = 0; b < BATCHES; b++) {
     const batch: Reading[] = [];
     for (let k = 0; k < BATCH / 20; k++, m++) {
