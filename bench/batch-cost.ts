@@ -14,12 +14,14 @@ npm run bench:batch: the database's cost of one ingest batch, step by step, aver
 
 Variables:
   BENCH_BATCH_SIZE   readings per batch (5000)
+  BENCH_READINGS_PER_MESSAGE  consecutive readings of one channel (20; 1: a batch spreads over the channels)
   BENCH_BATCHES      batches to write (60)
   BENCH_WARMUP       first batches not counted (up to 10: a third of BENCH_BATCHES)
   BENCH_EXPLAIN      1: log every nested statement's duration (auto_explain, server log); analyze: with plans
   BENCH_KEEP         1: keep the database and print its URL`);
 
 const BATCH = Number(process.env.BENCH_BATCH_SIZE ?? 5000);
+const PER_MESSAGE = Number(process.env.BENCH_READINGS_PER_MESSAGE ?? 20);
 const BATCHES = Number(process.env.BENCH_BATCHES ?? 60);
 const LEVEL: Record<string, [number, number]> = { TEMPERATURE: [67.5, 1], VIBRATION: [1.2, 0.15], PRESSURE: [100, 3] };
 
@@ -41,12 +43,12 @@ async function main() {
   const n0 = Number(process.env.BENCH_WARMUP ?? Math.min(10, Math.floor(BATCHES / 3)));
   for (let b = 0; b < BATCHES; b++) {
     const batch: Reading[] = [];
-    for (let k = 0; k < BATCH / 20; k++, m++) {
+    for (let k = 0; k < BATCH / PER_MESSAGE; k++, m++) {
       const c = m % plant.ids.length;
       const ch = plant.ids[c];
       const [level, noise] = LEVEL[ch.sensorType];
       const faulty = (c + Math.floor(m / (plant.ids.length * 50))) % 100 === 0;
-      for (let i = 0; i < 20; i++) {
+      for (let i = 0; i < PER_MESSAGE; i++) {
         const t = Math.max(Date.now(), last[c] + 1);
         last[c] = t;
         const v = level * (faulty ? 1.5 : 1) + (rand() - 0.5) * 2 * noise;

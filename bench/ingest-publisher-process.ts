@@ -5,6 +5,7 @@
 // a while (about 1 in 100 at any time), so event detection has excursions to find. Timestamps are
 // live (now), strictly increasing per channel, so nothing is a duplicate across runs.
 import mqtt from 'mqtt';
+import { plantValues } from './plant-values';
 
 interface Job {
   url: string;
@@ -17,26 +18,18 @@ interface Job {
   seconds?: number;
 }
 
-// Normal level and noise per sensor type (the bench plant: TEMPERATURE 60-75, VIBRATION 0-2.5, PRESSURE 80-120).
-const LEVEL: Record<string, [number, number]> = { TEMPERATURE: [67.5, 1], VIBRATION: [1.2, 0.15], PRESSURE: [100, 3] };
-
 process.once('message', async (job: Job) => {
   const client = await mqtt.connectAsync(job.url, { clientId: `bench-pub-${process.pid}` });
   const last = new Array<number>(job.channels.length).fill(0);
-  let seed = 12345;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  const valueOf = plantValues(job.channels);
   const payloadFor = (m: number) => {
     const c = m % job.channels.length;
     const ch = job.channels[c];
-    const type = ch.topic.slice(ch.topic.lastIndexOf('/') + 1);
-    const [level, noise] = LEVEL[type] ?? [50, 1];
-    // One channel in 100 drifts out of range for a while (a fault), the rest are normal.
-    const faulty = (c + Math.floor(m / (job.channels.length * 50))) % 100 === 0;
     const items: string[] = [];
     for (let i = 0; i < job.perMessage; i++) {
       const t = Math.max(Date.now(), last[c] + 1);
       last[c] = t;
-      const value = level * (faulty ? 1.5 : 1) + (rand() - 0.5) * 2 * noise;
+      const value = valueOf(c, Math.floor(m / job.channels.length));
       items.push(`{"deviceId":"${ch.deviceId}","value":${value.toFixed(3)},"timestamp":"${new Date(t).toISOString()}"}`);
     }
     return job.perMessage === 1 ? items[0] : `[${items.join(',')}]`;

@@ -207,6 +207,26 @@ as $$
   select make_interval(secs => coalesce((select s.value::double precision from iot_private.settings s where s.key = setting_key), fallback))
 $$;
 
+-- The anomaly baseline's history part of a channel: count, sum and sum of squares of its values in
+-- the 1-minute rollups' buckets [from_time, to_time) (the full detector reads the same for a short
+-- batch), as [n, sum, sum of squares], nulls when there are none.
+create or replace function iot_private.baseline_history(device uuid, sensor text, from_time timestamptz, to_time timestamptz)
+  returns double precision[]
+  language plpgsql stable
+  set search_path = pg_catalog, pg_temp
+as $$
+declare
+  sums double precision[];
+begin
+  select array[sum(r.reading_count::double precision), sum(r.value_sum), sum(r.value_sum_sq)] into sums
+  from iot_private.sensor_readings_1m r
+  where r.device_id = device and r.sensor_type = sensor and r.bucket >= from_time and r.bucket < to_time;
+  return sums;
+end
+$$;
+comment on function iot_private.baseline_history(uuid, text, timestamptz, timestamptz) is
+  'Count, sum and sum of squares of a channel''s values in the 1-minute rollup buckets [from_time, to_time), as an array (nulls when none): the anomaly baseline''s history part.';
+
 -- Fast path: a channel whose batch provably raises nothing and changes nothing but its newest
 -- reading (and an open excursion's peak) has its state saved here in one flat pass; only the
 -- other channels' devices go through the full detector below. The proof needs no sort and no
@@ -268,9 +288,9 @@ begin
     -- gap exceeds 2 minutes), so the once-a-minute refresh needs no full run.
     select a.*, e.last_time as state_time, e.last_value as state_value, e.out_of_range as latched, e.excursion_peak_value as open_peak,
            w.candidate, w.stale, w.m,
-           case when w.stale then h.n else e.baseline_count end as cache_n,
-           case when w.stale then h.s else e.baseline_sum end as cache_s,
-           case when w.stale then h.s2 else e.baseline_sum_sq end as cache_s2,
+           case when w.stale then h.sums[1] else e.baseline_count end as cache_n,
+           case when w.stale then h.sums[2] else e.baseline_sum end as cache_s,
+           case when w.stale then h.sums[3] else e.baseline_sum_sq end as cache_s2,
            rg.lo, rg.hi,
            case when rg.lo is null then 0 when rg.hi is null then abs(rg.lo) / 20 else (rg.hi - rg.lo) / 20 end as lo_margin,
            case when rg.hi is null then 0 when rg.lo is null then abs(rg.hi) / 20 else (rg.hi - rg.lo) / 20 end as hi_margin
@@ -294,11 +314,10 @@ begin
       ) v
     ) w
     cross join lateral (
-      select sum(r.reading_count::double precision) as n, sum(r.value_sum) as s, sum(r.value_sum_sq) as s2
-      from iot_private.sensor_readings_1m r
-      where w.stale and r.device_id = a.device_id and r.sensor_type = a.sensor_type
-        and r.bucket >= w.m - interval '60 minutes' and r.bucket < w.m
-      offset 0 -- keeps the subquery apart, so the channel's keys reach the view's index scans
+      -- [n, sum, sum of squares]; a function, so this statement's plan need not include the view's
+      -- (planned afresh every batch, it cost more than the rest). offset 0: called once per row.
+      select case when w.stale then iot_private.baseline_history(a.device_id, a.sensor_type, w.m - interval '60 minutes', w.m) end as sums
+      offset 0
     ) h
     where e.last_time is null or a.last_time > e.last_time
   ), plain as (
@@ -397,6 +416,12 @@ begin
     slow_devices := iot_private.save_plain_channel_states(counter_types, k, min_sample);
     if slow_devices is null then
       return 0;
+    end if;
+    -- Live traffic leaves the full detector a few channels (an excursion, a spike): one plan, made
+    -- once, serves them all, where planning the statement below afresh cost more than running it.
+    -- A backfill or a large slow set still gets a plan for its own size.
+    if (select count(*) from pg_temp.reading_staging s where s.device_id = any (slow_devices)) <= 2000 then
+      perform set_config('plan_cache_mode', 'force_generic_plan', true);  -- undone when this function returns
     end if;
   else
     perform 1 from iot_private.channel_event_state e
