@@ -144,10 +144,19 @@ test('after real ingest, a GraphQL request, a health run and a failed job, /metr
   await quickAddJob({ connectionString: db.url }, 'metrics_test__fails', {}, { maxAttempts: 1 });
   await runOnce({ connectionString: db.url, taskList: { health__calculate_scores: calculateHealth, metrics_test__fails: fails } });
 
-  const res = await fetch(`http://127.0.0.1:${(handlerServer.address() as AddressInfo).port}/metrics`);
-  assert.is(res.status, 200);
-  assert.is(res.headers.get('content-type'), metricsContentType);
-  const f = parseExposition(await res.text());
+  // A scrape whose database read is late leaves the database figures out (the next test covers that); on a
+  // loaded CI machine that can happen once, so up to three scrapes are taken, and the number is printed.
+  let f = new Map() as ReturnType<typeof parseExposition>;
+  let scrapes = 0;
+  while (scrapes < 3) {
+    scrapes++;
+    const res = await fetch(`http://127.0.0.1:${(handlerServer.address() as AddressInfo).port}/metrics`);
+    assert.is(res.status, 200);
+    assert.is(res.headers.get('content-type'), metricsContentType);
+    f = parseExposition(await res.text());
+    if (Number.isFinite(value(f, 'iot_notify_queue_usage'))) break;
+  }
+  if (scrapes > 1) console.log(`  [lib/metrics] the database figures came with scrape ${scrapes}`);
 
   // The seed's list (monitoring_metrics in the contract), prom-client style.
   assert.ok(value(f, 'iot_mqtt_messages_total')! >= MESSAGES, 'MQTT messages (rate() for messages/s)');
