@@ -9,7 +9,7 @@ import { setLogLevel } from '../src/lib/log';
 import { modbusRow } from './modbus';
 import { opcuaRow } from './opcua';
 import { REST_BATCHES, restRow } from './rest';
-import { BenchContext, BenchRow, guarded, RowFunction } from './rows';
+import { BenchContext, BenchRow, guarded, RowFunction, sleep } from './rows';
 import { sparkplugRow } from './sparkplug';
 import { benchBroker, benchDatabase, copyCeiling, fmt, handleArguments, seedBenchPlant } from './support';
 
@@ -66,7 +66,6 @@ const once = <T>(c: ChildProcess, kind: string) => new Promise<T>((resolve, reje
   c.once('exit', (code) => reject(new Error(`${kind}: child exited with ${code}`)));
 });
 interface Stats { stored: number; peakRss: number; rss?: number; duplicates?: number; deadLetters?: number; batches?: number }
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Starts the consumers, publishes, and waits until they stored every reading (or nothing moved for 10 s). */
 async function measure(consumers: ChildProcess[], ctx: BenchContext, perMessage: number, readings: number) {

@@ -123,13 +123,18 @@ async function main() {
     const wsUrl = api.url.replace(/^http/, 'ws') + '/graphql';
     const token = (subject: string) => signToken(SECRET, { role: 'iot_operator', tenantId: plant.tenantId, subject });
 
+    /** Publishes `rate` readings/s for `seconds` from a child process; what it published. */
+    const publish = (rate: number, seconds: number) => {
+      const publisher = fork(childScript('paced-publisher-process'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const done = new Promise<{ readings: number; seconds: number }>((r) => publisher.once('message', (m) => r(m as { readings: number; seconds: number })));
+      publisher.send({ url: broker.url, channels: plant.channels, readingsPerSecond: rate, seconds });
+      return done;
+    };
+
     // 0. Warm-up, not measured: a running plant's channels have event state and a baseline; a
     // fresh database's first batch of each channel goes through the full event detector.
     if (WARMUP_S > 0) {
-      const warm = fork(childScript('paced-publisher-process'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-      const warmed = new Promise((r) => warm.once('message', r));
-      warm.send({ url: broker.url, channels: plant.channels, readingsPerSecond: RATES[0], seconds: WARMUP_S });
-      await warmed;
+      await publish(RATES[0], WARMUP_S);
       await sink.flush();
     }
 
@@ -144,10 +149,7 @@ async function main() {
       // This process runs the ingestor and the API (like `iot start`): how long its event loop stalls.
       const loopDelay = monitorEventLoopDelay({ resolution: 5 });
       loopDelay.enable();
-      const publisher = fork(childScript('paced-publisher-process'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-      const done = new Promise<{ readings: number; seconds: number }>((r) => publisher.once('message', (m) => r(m as { readings: number; seconds: number })));
-      publisher.send({ url: broker.url, channels: plant.channels, readingsPerSecond: rate, seconds: SECONDS });
-      const published = await done;
+      const published = await publish(rate, SECONDS);
       await new Promise((r) => setTimeout(r, 1500));
       const stored = sink.stats.stored - storedBefore;
       if (stored < published.readings) {
