@@ -89,6 +89,7 @@ if (interrupted) process.exit(130);
 
 const summary = summarise(out);
 for (const reason of summary.skipReasons) console.log(`[test] ${reason}`);
+for (const name of summary.failures) console.log(`[test] FAILED: ${name}`);
 console.log(`${summary.passed} passed, ${summary.failed} failed, ${summary.skipped} skipped`);
 process.exit(code === 0 && summary.failed === 0 && summary.passed + summary.skipped > 0 ? 0 : 1);
 
@@ -106,6 +107,8 @@ function summarise(text) {
     passed,
     failed: total - passed,
     skipped: count('Skipped'),
+    // uvu's failure headings: "  FAIL  <suite>  \"<test>\"", repeated at the end so a log's tail names them.
+    failures: [...new Set([...plain.matchAll(/^ {1,4}FAIL {1,4}(\S.*)$/gm)].map((m) => m[1].trim()))],
     // Suites print "  [name] skipped: why" (more indented lines are quotes inside failure messages).
     skipReasons: [...new Set([...plain.matchAll(/^ {0,2}\[[\w -]+\] skipped: .*$/gm)].map((m) => m[0].trim()))],
   };

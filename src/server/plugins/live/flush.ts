@@ -62,7 +62,10 @@ export function liveFlush(hub: LiveHub, channels: NotifyChannels, query: OwnerQu
   async function run() {
     timer = undefined;
     timerAt = Infinity;
-    if (!tenants.size) return;
+    if (!tenants.size) {
+      uncoveredSince = undefined;
+      return;
+    }
     running = true;
     const startedAt = Date.now();
     lastRunAt = startedAt;
@@ -116,7 +119,10 @@ export function liveFlush(hub: LiveHub, channels: NotifyChannels, query: OwnerQu
         if (--own.watchers > 0) return;
         own.stop?.();
         if (tenants.get(tenantId) === own) tenants.delete(tenantId);
-        if (!tenants.size && timer) {
+        if (!tenants.size) {
+          // Nobody watches: forget the batches seen, or the next watcher's first batch would find an
+          // old one "uncovered" and run the flush at once and every half interval until it caught up.
+          uncoveredSince = undefined;
           clearTimeout(timer);
           timer = undefined;
           timerAt = Infinity;
