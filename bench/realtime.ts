@@ -16,7 +16,7 @@ import { setLogLevel } from '../src/lib/log';
 import { signToken } from '../src/lib/secrets';
 import { startApi } from '../src/server/app';
 import { HopRecorder, readingKey } from './realtime-hops';
-import { benchBroker, benchDatabase, fmt, handleArguments, seedBenchPlant } from './support';
+import { benchBroker, benchDatabase, fmt, handleArguments, profiled, seedBenchPlant } from './support';
 
 handleArguments(`
 npm run bench:realtime: latency from MQTT publish to a sensorReadingUpdated subscriber, and the
@@ -30,6 +30,7 @@ Variables:
   BENCH_BROADCASTS     alerts per fan-out run (5)
   BENCH_BATCH_WAIT_MS  INGEST_BATCH_MAX_WAIT_MS of the ingestor (10: a reading waits at most this long for its batch)
   BENCH_INGEST_ASYNC_COMMIT  1: the ingestor's sessions use synchronous_commit=off (to see what the WAL flush costs)
+  BENCH_CPU_PROF       a folder: a V8 CPU profile of the API process during each fan-out run (fan-out-<N>.cpuprofile)
   BENCH_HOPS           1 (default): also print where the latency goes, hop by hop, and tell the readings
                        a notice of their own batch delivered from trailing values flushed after the
                        publisher stopped; 0: only the table (both kinds mixed)`);
@@ -200,7 +201,7 @@ async function main() {
       const delays: number[] = [];
       let received = 0;
       let transactions = 0;
-      for (let b = 0; b < BROADCASTS; b++) {
+      await profiled(`fan-out-${n}`, async () => { for (let b = 0; b < BROADCASTS; b++) {
         const xact0 = await commits(pool);
         const sentAt = Date.now();
         const alert = (await pool.query(
@@ -213,7 +214,7 @@ async function main() {
         const mine = (await subs.receipts()).filter(([id]) => id === alert);
         received += mine.length;
         for (const [, at] of mine) delays.push(at - sentAt);
-      }
+      } });
       await subs.close();
       delays.sort((a, b) => a - b);
       const perConn = (after.rss - before.rss) / n;

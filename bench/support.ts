@@ -3,7 +3,8 @@
 // ingestor's thread).
 import { fork, ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Client, Pool } from 'pg';
@@ -146,4 +147,27 @@ export async function copyCeiling(pool: Pool, channels: BenchChannelIds[], n: nu
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   client.release();
   return n / seconds;
+}
+
+/**
+ * BENCH_CPU_PROF=<folder>: a V8 CPU profile of this process while `work` runs, written as
+ * <folder>/<name>.cpuprofile (open it in Chrome DevTools or speedscope). Without it, just `work`.
+ */
+export async function profiled<T>(name: string, work: () => Promise<T>): Promise<T> {
+  const dir = process.env.BENCH_CPU_PROF;
+  if (!dir) return work();
+  const session = new Session();
+  session.connect();
+  const post = (method: string) => new Promise<unknown>((resolve, reject) =>
+    session.post(method, (error, result) => (error ? reject(error) : resolve(result))));
+  await post('Profiler.enable');
+  await post('Profiler.start');
+  try {
+    return await work();
+  } finally {
+    const { profile } = await post('Profiler.stop') as { profile: unknown };
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, `${name}.cpuprofile`), JSON.stringify(profile));
+    session.disconnect();
+  }
 }
