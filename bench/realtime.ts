@@ -201,20 +201,22 @@ async function main() {
       const delays: number[] = [];
       let received = 0;
       let transactions = 0;
-      await profiled(`fan-out-${n}`, async () => { for (let b = 0; b < BROADCASTS; b++) {
-        const xact0 = await commits(pool);
-        const sentAt = Date.now();
-        const alert = (await pool.query(
-          `insert into iot.predictive_maintenance_alerts (tenant_id, work_center_id, alert_type, predicted_failure_mode, severity, urgency,
-             failure_probability, description, alert_reason)
-           values ($1, $2, 'FAILURE_PREDICTION', $3, 'CRITICAL', 'IMMEDIATE', 0.9, 'bench broadcast', 'MODEL_PREDICTION') returning id`,
-          [plant.tenantId, plant.workCenters[b % plant.workCenters.length], `BENCH_${n}_${b}`])).rows[0].id;
-        await waitForQuiet(2000);
-        transactions += (await commits(pool)) - xact0 - 2; // minus the insert and the counting query itself
-        const mine = (await subs.receipts()).filter(([id]) => id === alert);
-        received += mine.length;
-        for (const [, at] of mine) delays.push(at - sentAt);
-      } });
+      await profiled(`fan-out-${n}`, async () => {
+        for (let b = 0; b < BROADCASTS; b++) {
+          const xact0 = await commits(pool);
+          const sentAt = Date.now();
+          const alert = (await pool.query(
+            `insert into iot.predictive_maintenance_alerts (tenant_id, work_center_id, alert_type, predicted_failure_mode, severity, urgency,
+               failure_probability, description, alert_reason)
+             values ($1, $2, 'FAILURE_PREDICTION', $3, 'CRITICAL', 'IMMEDIATE', 0.9, 'bench broadcast', 'MODEL_PREDICTION') returning id`,
+            [plant.tenantId, plant.workCenters[b % plant.workCenters.length], `BENCH_${n}_${b}`])).rows[0].id;
+          await waitForQuiet(2000);
+          transactions += (await commits(pool)) - xact0 - 2; // minus the insert and the counting query itself
+          const mine = (await subs.receipts()).filter(([id]) => id === alert);
+          received += mine.length;
+          for (const [, at] of mine) delays.push(at - sentAt);
+        }
+      });
       await subs.close();
       delays.sort((a, b) => a - b);
       const perConn = (after.rss - before.rss) / n;

@@ -1,6 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { makeWorkerUtils } from 'graphile-worker';
+import { Client } from 'pg';
 import { ReadingSink } from '../../src/ingest/sink';
 import { startWorker } from '../../src/lib/worker';
 import { createTestDatabase, seedSmallPlant, TestDatabase } from '../helpers/db';
@@ -41,7 +42,6 @@ async function mismatches(view: string, width: string): Promise<number> {
 }
 
 test('the database runs without JIT: a rollup query is not compiled (it cost ~580 ms per query on tier 2 at 51.8M readings)', async () => {
-  const { Client } = await import('pg');
   const fresh = new Client({ connectionString: db.url }); // a new session gets the database's settings
   await fresh.connect();
   try {
