@@ -280,6 +280,19 @@ test('keep-alive: pings every WS_KEEPALIVE_MS; a client that answers none is cut
   polite.r.ws.close();
 });
 
+test('keep-alive pings are spread over the interval, not sent to every socket at once', async () => {
+  // 10,000 pings in one go held the event loop ~200 ms: an alert arriving then waited for them.
+  const a = await another({ wsKeepaliveMs: 1000, wsMaxSocketsPerIp: 100, wsMaxSocketsPerUser: 100 });
+  const sockets = await Promise.all(Array.from({ length: 40 }, () => init(a.wsUrl, { authToken: token })));
+  const firstPing: number[] = [];
+  for (const s of sockets) s.r.ws.once('ping', () => firstPing.push(Date.now()));
+  await waitFor(() => firstPing.length === sockets.length, 3000, 'a ping on every socket');
+  const span = Math.max(...firstPing) - Math.min(...firstPing);
+  assert.ok(span >= 500, `the 40 sockets' pings came within ${span} ms of each other`);
+  for (const s of sockets) assert.is(s.r.ws.readyState, WebSocket.OPEN);
+  for (const s of sockets) s.r.ws.close();
+});
+
 // Shutdown --------------------------------------------------------------------------------------------
 
 test('shutdown: every socket gets 1001 "server shutting down" and no LISTEN session of the API is left', async () => {
