@@ -93,9 +93,12 @@ comment on function iot_private.rollup_retained_from(text) is
 
 -- The first bucket of a rollup that may be recomputed from raw readings: the first whole bucket at
 -- or after the retained-from boundary. Buckets before it are kept as they are.
+-- Rollup functions that add a bucket width run in UTC: `+ interval '1 day'` follows the session's
+-- time zone, so on a daylight-saving day it is 23 or 25 hours and would split a day's bucket.
 create or replace function iot_private.rollup_refresh_start(rollup_name text) returns timestamptz
   language sql stable
   set search_path = pg_catalog, pg_temp
+  set timezone = 'UTC'
 as $$
   select case when b.t = '-infinity' then b.t
               when date_bin(w.w, b.t, timestamptz '2000-01-01 00:00Z') = b.t then b.t
@@ -183,6 +186,7 @@ $$;
 create or replace function iot_private.recompute_rollup(rollup_name text, from_time timestamptz, to_time timestamptz)
   returns bigint language plpgsql
   set search_path = pg_catalog, pg_temp
+  set timezone = 'UTC'
 as $$
 declare
   width interval := iot_private.rollup_width(rollup_name);
@@ -197,6 +201,9 @@ begin
   if hi < to_time then hi := hi + width; end if;
   -- Never below the retained raw range: those buckets would be recomputed from nothing.
   lo := greatest(lo, iot_private.rollup_refresh_start(rollup_name));
+  if not (isfinite(lo) and isfinite(hi)) then -- the day steps below would never end
+    raise exception 'recompute_rollup(%) needs a finite range, not [%, %)', rollup_name, from_time, to_time using errcode = '22023';
+  end if;
   if lo >= hi then
     return 0;
   end if;

@@ -42,4 +42,39 @@ onTiers(test, [2, 3], 'tier 1 keeps its rollups in TimescaleDB continuous aggreg
     }
   });
 
+onTiers(test, [2, 3], 'tier 1 refreshes continuous aggregates, whose buckets TimescaleDB computes')(
+  'a refresh from a session in a daylight-saving time zone writes each day once', async () => {
+    // Europe/Amsterdam's day of 2026-03-29 is 23 hours long: a day step of `+ interval '1 day'` in that
+    // session split the 1-day bucket in two inserts (duplicate key; every later refresh rolled back).
+    const from = Date.parse('2026-03-27T00:00:00Z');
+    const to = Date.parse('2026-03-31T00:00:00Z');
+    const readings = [];
+    for (let t = from; t < to; t += 600_000) {
+      readings.push({ time: new Date(t), tenantId: plant.tenantId, deviceId: plant.deviceId, sensorType: 'VIBRATION',
+        value: 1, unit: 'mm/s', quality: 'GOOD' as const });
+    }
+    const sink = new ReadingSink(db.pool, { batchSize: 5000, maxWaitMs: 5, bufferMax: 100_000 });
+    sink.add(readings);
+    await sink.close();
+    const client = await db.pool.connect();
+    try {
+      await client.query(`set timezone = 'Europe/Amsterdam'`);
+      for (const g of ['1m', '1h', '1d']) {
+        await client.query(`select iot_private.recompute_rollup($1, $2, $3)`, [g, new Date(from), new Date(to)]);
+      }
+    } finally {
+      await client.query('reset timezone');
+      client.release();
+    }
+    const { rows } = await db.pool.query(`
+      select to_char(bucket at time zone 'UTC', 'YYYY-MM-DD HH24:MI') as day, reading_count::int as n
+      from iot_private.sensor_readings_1d_rollup where sensor_type = 'VIBRATION' order by bucket`);
+    assert.equal(rows, ['27', '28', '29', '30'].map((d) => ({ day: `2026-03-${d} 00:00`, n: 144 })));
+    const hours = await db.pool.query(`select count(*)::int as buckets, min(reading_count)::int as least, max(reading_count)::int as most
+      from iot_private.sensor_readings_1h_rollup where sensor_type = 'VIBRATION'`);
+    assert.equal(hours.rows[0], { buckets: 96, least: 6, most: 6 });
+    const infinite = await db.pool.query(`select iot_private.recompute_rollup('1h', '-infinity', now())`).catch((e: { code?: string; message: string }) => e);
+    assert.is((infinite as { code?: string }).code, '22023', 'an unbounded range is refused, not looped over');
+  });
+
 test.run();
