@@ -7,7 +7,7 @@
 // the one serving them; the publisher too (bench/paced-publisher-process.ts).
 import { ChildProcess, fork } from 'node:child_process';
 import { join } from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { MqttIngestor } from '../src/ingest/mqtt';
 import { RegistryCache } from '../src/ingest/registry';
 import { ReadingSink } from '../src/ingest/sink';
@@ -201,9 +201,16 @@ async function main() {
       const delays: number[] = [];
       let received = 0;
       let transactions = 0;
+      // The API's CPU per alert: its event loop's busy time over the 2 s after the insert, less the
+      // same window with no alert (keep-alive pings, timers).
+      const quietStart = performance.eventLoopUtilization();
+      await waitForQuiet(2000);
+      const quietBusy = performance.eventLoopUtilization(quietStart).active;
+      let alertBusy = 0;
       await profiled(`fan-out-${n}`, async () => {
         for (let b = 0; b < BROADCASTS; b++) {
           const xact0 = await commits(pool);
+          const eluStart = performance.eventLoopUtilization();
           const sentAt = Date.now();
           const alert = (await pool.query(
             `insert into iot.predictive_maintenance_alerts (tenant_id, work_center_id, alert_type, predicted_failure_mode, severity, urgency,
@@ -211,6 +218,7 @@ async function main() {
              values ($1, $2, 'FAILURE_PREDICTION', $3, 'CRITICAL', 'IMMEDIATE', 0.9, 'bench broadcast', 'MODEL_PREDICTION') returning id`,
             [plant.tenantId, plant.workCenters[b % plant.workCenters.length], `BENCH_${n}_${b}`])).rows[0].id;
           await waitForQuiet(2000);
+          alertBusy += performance.eventLoopUtilization(eluStart).active - quietBusy;
           transactions += (await commits(pool)) - xact0 - 2; // minus the insert and the counting query itself
           const mine = (await subs.receipts()).filter(([id]) => id === alert);
           received += mine.length;
@@ -222,7 +230,8 @@ async function main() {
       const perConn = (after.rss - before.rss) / n;
       rows.push(`| fan-out criticalAlertTriggered | ${fmt(n)} subscribers x ${BROADCASTS} alerts (${fmt(received)} of ${fmt(n * BROADCASTS)} received) | ` +
         `${ms(percentile(delays, 50))} | ${ms(percentile(delays, 99))} | ${ms(delays[delays.length - 1])} | ` +
-        `${fmt(perConn / 1024)} KiB RSS per connection (heap ${fmt((after.heapUsed - before.heapUsed) / n / 1024)} KiB); ${(transactions / BROADCASTS).toFixed(1)} extra DB transactions per event |`);
+        `${fmt(perConn / 1024)} KiB RSS per connection (heap ${fmt((after.heapUsed - before.heapUsed) / n / 1024)} KiB); ${(transactions / BROADCASTS).toFixed(1)} extra DB transactions per event; ` +
+        `API busy ${fmt(alertBusy / BROADCASTS)} ms per alert (${(alertBusy / BROADCASTS / n * 1000).toFixed(1)} µs per subscriber) |`);
     }
     await api.close();
     console.log([

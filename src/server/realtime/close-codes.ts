@@ -10,6 +10,8 @@ export const CLOSE = {
   timeout: 4408,
   /** More sockets for this user than WS_MAX_SOCKETS_PER_USER. */
   tooMany: 4429,
+  /** The client did not read its events: more than 1 MiB waited unsent on its socket. Reconnect. */
+  slowClient: 1013,
   /** The API is stopping; reconnect (to another instance) later. */
   goingAway: 1001,
 } as const;

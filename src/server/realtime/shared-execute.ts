@@ -4,16 +4,31 @@
 // variables and operation name share the result of an event (the NOTIFY payload object, which
 // pg-pubsub and plugins/subscriptions.ts hand to every subscriber as the same object). The source
 // stream (topic, argument checks, filters) stays per subscriber, as graphql's subscribe() has it.
+//
+// A subscriber with a push function (the WebSocket server's) also shares the result's JSON: its
+// stream hands each event to it directly (live/topics.ts PushStream), and graphql-ws's per-event
+// loop (for-await, onNext, stringify, send: a chain of promises per subscriber) waits only for the end.
 import { createSourceEventStream, execute, type ExecutionArgs, type ExecutionResult, GraphQLError } from 'graphql';
 import mapAsyncIterator from 'graphql/subscription/mapAsyncIterator';
+import { isPushStream } from '../plugins/live/topics';
+import { formatErrors } from './operation';
+
+/** Takes the JSON of one execution result (a graphql-ws `next` payload), or a promise of it. */
+export type PushResult = (json: string | Promise<string>) => void;
 
 const keys = new WeakMap<ExecutionArgs, string>();
-/** Results per payload object, per key; dropped with the payload. */
+const pushers = new WeakMap<ExecutionArgs, PushResult>();
+/** Results (and their JSON) per payload object, per key; dropped with the payload. */
 const results = new WeakMap<object, Map<string, ExecutionResult | Promise<ExecutionResult>>>();
+const serialized = new WeakMap<object, Map<string, string | Promise<string>>>();
 
-/** Marks execution arguments as shareable under `key` (same query, variables, operation and tenant/role). */
-export function shareExecution(args: ExecutionArgs, key: string): ExecutionArgs {
+/**
+ * Marks execution arguments as shareable under `key` (same query, variables, operation and
+ * tenant/role); with `push`, events go to it as JSON instead of through the returned iterator.
+ */
+export function shareExecution(args: ExecutionArgs, key: string, push?: PushResult): ExecutionArgs {
   keys.set(args, key);
+  if (push) pushers.set(args, push);
   return args;
 }
 
@@ -22,19 +37,32 @@ function reportGraphQLError(error: unknown): ExecutionResult {
   throw error;
 }
 
+/** Per payload object and key, computed once. */
+function memo<V>(cache: WeakMap<object, Map<string, V>>, payload: object, key: string, compute: () => V): V {
+  let perKey = cache.get(payload);
+  if (!perKey) cache.set(payload, (perKey = new Map()));
+  let value = perKey.get(key);
+  if (value === undefined) perKey.set(key, (value = compute()));
+  return value;
+}
+
+const toJson = (result: ExecutionResult) => JSON.stringify(result.errors?.length ? { ...result, errors: formatErrors(result.errors as GraphQLError[]) } : result);
+const serialize = (result: ExecutionResult | Promise<ExecutionResult>) =>
+  (typeof (result as Promise<ExecutionResult>).then === 'function' ? (result as Promise<ExecutionResult>).then(toJson) : toJson(result as ExecutionResult));
+
 /** graphql's subscribe(), with the per-event execution shared between subscribers of one key. */
 export async function sharedSubscribe(args: ExecutionArgs): Promise<AsyncIterableIterator<ExecutionResult> | ExecutionResult> {
   const stream = await createSourceEventStream(args.schema, args.document, args.rootValue, args.contextValue, args.variableValues ?? undefined, args.operationName);
   if (!(Symbol.asyncIterator in (stream as object))) return stream as ExecutionResult;
   const key = keys.get(args);
   const run = (payload: unknown) => execute({ ...args, rootValue: payload });
-  const map = (payload: unknown) => {
-    if (key === undefined || payload === null || typeof payload !== 'object') return run(payload);
-    let perKey = results.get(payload);
-    if (!perKey) results.set(payload, (perKey = new Map()));
-    let result = perKey.get(key);
-    if (!result) perKey.set(key, (result = run(payload)));
-    return result;
-  };
+  // Not shareable: no key, or a payload that is not one object handed to every subscriber.
+  const alone = (payload: unknown) => key === undefined || payload === null || typeof payload !== 'object';
+  const push = pushers.get(args);
+  if (push && isPushStream(stream)) {
+    stream.pushTo((payload) => push(alone(payload) ? serialize(run(payload)) : memo(serialized, payload as object, key!, () => serialize(run(payload)))));
+    return stream as unknown as AsyncIterableIterator<ExecutionResult>; // yields nothing; ends when the subscription does
+  }
+  const map = (payload: unknown) => (alone(payload) ? run(payload) : memo(results, payload as object, key!, () => run(payload)));
   return mapAsyncIterator(stream as AsyncIterable<unknown>, map, reportGraphQLError) as AsyncIterableIterator<ExecutionResult>;
 }

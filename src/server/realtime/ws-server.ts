@@ -5,7 +5,8 @@
 //   at subscribe: subscriptions per socket, only subscriptions, the HTTP validation rules;
 //   while open: token expiry (4401), idle without a subscription (4408), keep-alive pings.
 // Subscriptions resolve from NOTIFY payloads (@graphile/pg-pubsub); the context is the verified
-// caller only, no database connection is held per socket.
+// caller only, no database connection is held per socket. Events are pushed to the socket as they
+// come, their JSON shared by subscribers of one document (shared-execute.ts, push-sender.ts).
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { GraphQLSchema } from 'graphql';
@@ -19,6 +20,7 @@ import { type ConnectionLimits, userKey } from './connection-limits';
 import { refuseUpgrade } from './http-refusal';
 import { formatErrors, prepareSubscription, realtimeError } from './operation';
 import { checkOrigin } from './origin';
+import { MAX_BUFFERED_BYTES, pushSender } from './push-sender';
 import { refusal } from './refusals';
 import { shareExecution, sharedSubscribe } from './shared-execute';
 import { wsConnections, wsMessagesSent, wsSubscriptions } from './ws-metrics';
@@ -187,9 +189,17 @@ export function attachWsServer(server: Server, settings: WsSettings, deps: Realt
       watched.delete(ctx.extra.socket);
       for (const f of prepared.fields) wsSubscriptions.inc({ tenant: caller.tenantId ?? '', subscription: f });
       const { query, variables, operationName } = message.payload;
+      const ws = ctx.extra.socket;
+      const tooSlow = (bufferedBytes: number) => {
+        if (state.closing) return;
+        refusal('slow_client', { ...fieldsOf(state), transport: 'websocket', bufferedBytes });
+        closeWith(ws, CLOSE.slowClient, `the client does not read its events: over ${MAX_BUFFERED_BYTES} bytes unsent`);
+      };
       return shareExecution({ ...prepared.args, contextValue: { iotCaller: caller } },
-        JSON.stringify([caller.tenantId, caller.role, query, variables ?? null, operationName ?? null]));
+        JSON.stringify([caller.tenantId, caller.role, query, variables ?? null, operationName ?? null]),
+        pushSender(ws, message.id, tooSlow));
     },
+    // Events of pushed subscriptions (push-sender.ts) do not pass here; a stream that cannot push does.
     onNext: (_ctx, _message, _args, result) => {
       wsMessagesSent.inc({ transport: 'websocket' });
       if (result.errors?.length) return { ...result, errors: formatErrors(result.errors) as never };

@@ -28,6 +28,19 @@ export interface SubscribeOptions {
   onEnd?: () => void;
 }
 
+/**
+ * A subscriber stream that can hand its events to a function as they come instead of through
+ * next() (the WebSocket fan-out, realtime/shared-execute.ts): one call per subscriber and event
+ * where the iterator costs a chain of promises each.
+ */
+export interface PushStream<T> {
+  pushTo(deliver: (event: T) => void): void;
+}
+
+export function isPushStream(stream: unknown): stream is PushStream<unknown> {
+  return typeof (stream as Partial<PushStream<unknown>> | null)?.pushTo === 'function';
+}
+
 export interface LiveHub {
   subscribe<T>(channel: string, select: Select<T>, options: SubscribeOptions): AsyncIterableIterator<T>;
   /** Subscribers per channel (for tests and metrics). */
@@ -38,8 +51,9 @@ export interface LiveHub {
 const MAX_QUEUED_EVENTS = 1000;
 const LONGEST_TIMER_MS = 2 ** 31 - 1;
 
-class Subscriber<T> implements AsyncIterableIterator<T> {
+class Subscriber<T> implements AsyncIterableIterator<T>, PushStream<T> {
   private queue: T[] = [];
+  private deliver?: (event: T) => void;
   private waiting: ((result: IteratorResult<T>) => void)[] = [];
   private ended = false;
   private timer?: NodeJS.Timeout;
@@ -68,7 +82,21 @@ class Subscriber<T> implements AsyncIterableIterator<T> {
     for (const event of events ?? []) this.push(event);
   }
 
+  /** Push mode: queued and later events go to `deliver`; next() then only waits for the end. */
+  pushTo(deliver: (event: T) => void) {
+    this.deliver = deliver;
+    for (const value of this.queue.splice(0)) this.push(value);
+  }
+
   private push(value: T) {
+    if (this.deliver) {
+      try {
+        this.deliver(value);
+      } catch (error) {
+        note('warn', 'a live event could not be sent to a subscriber; it was skipped', { subscription: this.options.label, error });
+      }
+      return;
+    }
     const waiter = this.waiting.shift();
     if (waiter) return waiter({ value, done: false });
     this.queue.push(value);
