@@ -280,20 +280,28 @@ test('keep-alive: pings every WS_KEEPALIVE_MS; a client that answers none is cut
   polite.r.ws.close();
 });
 
-test('keep-alive pings are spread over the interval, not sent to every socket at once', async () => {
+test('keep-alive pings are spread over the interval, and each socket is pinged once per interval while others come and go', async () => {
   // 10,000 pings in one go held the event loop ~200 ms: an alert arriving then waited for them.
-  const a = await another({ wsKeepaliveMs: 1000, wsMaxSocketsPerIp: 100, wsMaxSocketsPerUser: 100 });
+  const a = await another({ wsKeepaliveMs: 1000, wsMaxSocketsPerIp: 300, wsMaxSocketsPerUser: 300 });
   const sockets = await Promise.all(Array.from({ length: 40 }, () => init(a.wsUrl, { authToken: token })));
   const firstPing: number[] = [];
   for (const s of sockets) s.r.ws.once('ping', () => firstPing.push(Date.now()));
+  const watchedPings: number[] = [];
+  sockets[39].r.ws.on('ping', () => watchedPings.push(Date.now()));
   await waitFor(() => firstPing.length === sockets.length, 3000, 'a ping on every socket');
   const span = Math.max(...firstPing) - Math.min(...firstPing);
   assert.ok(span >= 500, `the 40 sockets' pings came within ${span} ms of each other`);
-  for (const s of sockets) assert.is(s.r.ws.readyState, WebSocket.OPEN);
-  for (const s of sockets) s.r.ws.close();
+  // 200 more sockets: the slices grow, yet the watched socket's next pings stay one interval apart
+  // (slices recomputed per round moved it from the last slice to the fourth: pings ~200 ms apart).
+  const more = await Promise.all(Array.from({ length: 200 }, () => init(a.wsUrl, { authToken: token })));
+  await waitFor(() => watchedPings.length >= 3, 4000, 'two more pings on the watched socket');
+  const gaps = watchedPings.slice(1).map((t, i) => t - watchedPings[i]);
+  assert.ok(gaps.every((g) => g >= 800 && g <= 1200), `gaps between one socket's pings: ${gaps.join(', ')} ms`);
+  for (const s of [...sockets, ...more]) assert.is(s.r.ws.readyState, WebSocket.OPEN);
+  for (const s of [...sockets, ...more]) s.r.ws.close();
 });
 
-// Shutdown --------------------------------------------------------------------------------------------
+// Slow clients -----------------------------------------------------------------------------------
 
 test('a subscriber that does not read is closed with 1013 once over 1 MiB of its events waits unsent; a reading one gets every event', async () => {
   const sub = await equipmentEventSubscription(api, token, plant.workCenterId);
@@ -322,6 +330,8 @@ test('a subscriber that does not read is closed with 1013 once over 1 MiB of its
   const heard = stalled.messages.filter((m) => m.type === 'next').length;
   assert.ok(heard > 0 && heard < 150, `the stalled socket got the events sent before it was closed, not all (${heard})`);
 });
+
+// Shutdown --------------------------------------------------------------------------------------------
 
 test('shutdown: every socket gets 1001 "server shutting down" and no LISTEN session of the API is left', async () => {
   const pool = createPool(db.url, 4, 'ws-shutdown-test');

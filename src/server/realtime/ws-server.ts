@@ -55,6 +55,8 @@ interface SocketState {
   closing: boolean;
   /** Closes the socket when the token expires. */
   expiryTimer?: NodeJS.Timeout;
+  /** Its keep-alive slice. */
+  slice: Set<WebSocket>;
 }
 
 /** Pings go out in this many slices per WS_KEEPALIVE_MS, so 10,000 sockets never cost one long pause. */
@@ -72,11 +74,14 @@ export function attachWsServer(server: Server, settings: WsSettings, deps: Realt
   const wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
   const states = new Map<WebSocket, SocketState>();
   /**
-   * Sockets the sweep checks: waiting for connection_init, or without a subscription (idle). A
-   * socket with a subscription is not in it: the sweep used to visit all 10,000 every tick (17 ms
-   * each time, delaying any event that came meanwhile).
+   * Sockets the sweep checks: waiting for connection_init, or without a subscription (idle). Added
+   * at the upgrade and when a socket's last subscription completes; removed when a subscription is
+   * accepted and at close. Sockets with a subscription are not visited at all.
    */
   const watched = new Set<WebSocket>();
+  /** Keep-alive slices: socket n is pinged in slice n % KEEPALIVE_SLICES. */
+  const slices = Array.from({ length: KEEPALIVE_SLICES }, () => new Set<WebSocket>());
+  let opened = 0;
   let stopping = false;
 
   const closeWith = (ws: WebSocket, code: number, reason: string) => {
@@ -112,8 +117,10 @@ export function attachWsServer(server: Server, settings: WsSettings, deps: Realt
     wss.handleUpgrade(req, socket, head, (ws) => {
       upgraded = true;
       const now = Date.now();
-      states.set(ws, { ip, openedAt: now, releaseIp, initReceived: false, subs: new Map(), idleSince: now, missedPongs: 0, closing: false });
+      const slice = slices[opened++ % KEEPALIVE_SLICES];
+      states.set(ws, { ip, openedAt: now, releaseIp, initReceived: false, subs: new Map(), idleSince: now, missedPongs: 0, closing: false, slice });
       watched.add(ws);
+      slice.add(ws);
       wss.emit('connection', ws, req);
     });
     if (!upgraded) releaseIp(); // ws answered the handshake itself (400: not a WebSocket request)
@@ -127,6 +134,7 @@ export function attachWsServer(server: Server, settings: WsSettings, deps: Realt
     ws.once('close', () => {
       states.delete(ws);
       watched.delete(ws);
+      state.slice.delete(ws);
       clearTimeout(state.expiryTimer);
       state.releaseIp();
       state.releaseUser?.();
@@ -213,7 +221,7 @@ export function attachWsServer(server: Server, settings: WsSettings, deps: Realt
       for (const f of fields) wsSubscriptions.dec({ tenant: state.caller?.tenantId ?? '', subscription: f });
       if (state.subs.size === 0) {
         state.idleSince = Date.now();
-        if (states.has(ctx.extra.socket)) watched.add(ctx.extra.socket);
+        watched.add(ctx.extra.socket);
       }
     },
   }, wss, 0); // 0: no graphql-ws keep-alive; ours below allows one missed pong
@@ -263,21 +271,12 @@ export function attachWsServer(server: Server, settings: WsSettings, deps: Realt
   sweep.unref();
 
   // Keep-alive: every socket is pinged once per WS_KEEPALIVE_MS, a slice at a time (10,000 pings
-  // at once held the event loop ~200 ms, and an alert arriving then waited for them).
-  let round: WebSocket[] = [];
-  let cursor = 0;
-  let roundStartedAt = 0;
+  // at once held the event loop ~200 ms, and an alert arriving then waited for them). A socket keeps
+  // the slice it was given at connect, so its pings are exactly one interval apart.
+  let nextSlice = 0;
   const keepalive = setInterval(() => {
-    const now = Date.now();
-    if (cursor >= round.length) {
-      if (now - roundStartedAt < settings.keepaliveMs - settings.keepaliveMs / KEEPALIVE_SLICES / 2) return;
-      round = [...states.keys()];
-      cursor = 0;
-      roundStartedAt = now;
-    }
-    const end = Math.min(round.length, cursor + Math.ceil(round.length / KEEPALIVE_SLICES));
-    for (; cursor < end; cursor++) {
-      const ws = round[cursor];
+    const slice = slices[nextSlice++ % KEEPALIVE_SLICES];
+    for (const ws of slice) {
       const state = states.get(ws);
       if (!state || ws.readyState !== WebSocket.OPEN) continue;
       if (state.missedPongs >= 2) {
