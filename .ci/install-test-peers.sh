@@ -13,8 +13,10 @@ if /usr/bin/python3 -c 'import pymodbus.client' 2>/dev/null; then
   exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
-if apt-get install -y --no-install-recommends python3-pymodbus python3-serial python3-serial-asyncio >/tmp/install-test-peers.log 2>&1 \
-   || { apt-get update >>/tmp/install-test-peers.log 2>&1 && apt-get install -y --no-install-recommends python3-pymodbus python3-serial python3-serial-asyncio >>/tmp/install-test-peers.log 2>&1; }; then
+PKGS=(python3-pymodbus python3-serial python3-serial-asyncio)
+if { apt-get install -y --no-install-recommends "${PKGS[@]}" >/tmp/install-test-peers.log 2>&1 \
+     || { apt-get update >>/tmp/install-test-peers.log 2>&1 && apt-get install -y --no-install-recommends "${PKGS[@]}" >>/tmp/install-test-peers.log 2>&1; }; } \
+   && /usr/bin/python3 -c 'import pymodbus.client, pymodbus.server' 2>>/tmp/install-test-peers.log; then
   log "installed python3-pymodbus $(/usr/bin/python3 -c 'import pymodbus; print(pymodbus.__version__)')"
 else
   log "WARNING: python3-pymodbus could not be installed (see /tmp/install-test-peers.log); its Modbus test will be skipped"

@@ -528,13 +528,14 @@ c.close()
 
 function pythonWithPymodbus(): string | undefined {
   for (const py of ['/usr/bin/python3', 'python3']) {
-    const r = spawnSync(py, ['-c', 'import pymodbus'], { stdio: 'ignore' });
+    // pymodbus.client needs pyserial too (a Recommends that minimal installs skip): a half install is skipped, not failed.
+    const r = spawnSync(py, ['-c', 'import pymodbus.client, pymodbus.server'], { stdio: 'ignore' });
     if (r.status === 0) return py;
   }
   return undefined;
 }
 const python = pythonWithPymodbus();
-if (!python) console.log('  [modbus] pymodbus tests skipped: no python3 with pymodbus (Debian: apt-get install -y python3-pymodbus)');
+if (!python) console.log('  [modbus] pymodbus tests skipped: no python3 with pymodbus.client and pymodbus.server (Debian: apt-get install -y python3-pymodbus python3-serial python3-serial-asyncio)');
 const pyTest = python ? test : test.skip;
 
 pyTest('an independent Modbus server (pymodbus) is polled and decoded right', async () => {
