@@ -209,8 +209,8 @@ begin
   end if;
   execute format('delete from %s where bucket >= $1 and bucket < $2', tbl) using lo, hi;
   -- Written in bucket order, a day at a time: a dashboard reads a time range, and rows of one bucket
-  -- spread over the table cost a page each (a first refresh of 30 days in hash order made the last
-  -- hour of the 1-minute rollup 18,000 pages instead of ~200: 71 -> 28 ms on tier 2). A day's sort
+  -- spread over the table cost a page read each (a first refresh of 30 days in hash order made the
+  -- last hour of the 1-minute rollup 27,700 page reads for 18,000 rows: 71 -> 28 ms on tier 2). A day's sort
   -- stays small; a minute's refresh is one step.
   step_lo := lo;
   while step_lo < hi loop
@@ -372,8 +372,8 @@ comment on function iot_private.rollup_watermark(text) is
 -- The 1-hour and 1-day rollups, every tier: their stored buckets below their watermark, and from
 -- the watermark on (the current hour; today) the sum of the next finer rollup's buckets (1m for 1h,
 -- 1h for 1d) rather than an aggregate of raw readings. A whole hour of raw readings is 72,000 at
--- 300 channels every 15 s, aggregated for every dashboard query of the 1-hour rollup (183 ms of a
--- 7-day sensor timeline on tier 2 at 51.8M readings); the 1-minute rollup has 18,000 rows for it,
+-- 300 channels every 15 s, aggregated for every dashboard query of the 1-hour rollup (90 of the 110
+-- ms a 7-day sensor timeline spent in the server on tier 2 at 51.8M readings); the 1-minute rollup has 18,000 rows for it,
 -- and raw readings remain only past its own watermark (the last minute or two). Exact: counts,
 -- sums and extremes merge. Like the 1-minute rollup they are current up to the latest reading; a
 -- late reading below the finer rollup's watermark shows after the next refresh (every minute),
