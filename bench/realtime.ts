@@ -30,6 +30,7 @@ Variables:
   BENCH_BROADCASTS     alerts per fan-out run (5)
   BENCH_BATCH_WAIT_MS  INGEST_BATCH_MAX_WAIT_MS of the ingestor (10: a reading waits at most this long for its batch)
   BENCH_INGEST_ASYNC_COMMIT  1: the ingestor's sessions use synchronous_commit=off (to see what the WAL flush costs)
+  BENCH_CLIENT_PROCESSES  child processes the subscribers are spread over (2)
   BENCH_CPU_PROF       a folder: a V8 CPU profile of the API process during each fan-out run (fan-out-<N>.cpuprofile)
   BENCH_HOPS           1 (default): also print where the latency goes, hop by hop, and tell the readings
                        a notice of their own batch delivered from trailing values flushed after the
@@ -44,7 +45,7 @@ const BROADCASTS = Number(process.env.BENCH_BROADCASTS ?? 5);
 const BATCH_WAIT_MS = Number(process.env.BENCH_BATCH_WAIT_MS ?? 10);
 const SECRET = 'bench-realtime-secret-0123456789abcdef';
 const HOPS = process.env.BENCH_HOPS !== '0';
-const CLIENT_PROCESSES = 2;
+const CLIENT_PROCESSES = Number(process.env.BENCH_CLIENT_PROCESSES ?? 2);
 // Children are the compiled .js (npm run bench:realtime) or the .ts beside this file (npx tsx bench/realtime.ts).
 const childScript = (name: string) => join(__dirname, `${name}${__filename.endsWith('.ts') ? '.ts' : '.js'}`);
 
