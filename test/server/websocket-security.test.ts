@@ -303,32 +303,44 @@ test('keep-alive pings are spread over the interval, and each socket is pinged o
 
 // Slow clients -----------------------------------------------------------------------------------
 
-test('a subscriber that does not read is closed with 1013 once over 1 MiB of its events waits unsent; a reading one gets every event', async () => {
+test('a subscriber that does not read is closed with 1013 once over 1 MiB of its events waits unsent, and cut off if it still does not read; a reading one gets every event', async () => {
   const sub = await equipmentEventSubscription(api, token, plant.workCenterId);
   const reader = createClient({ url: api.wsUrl, webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { authToken: token } });
   const got: string[] = [];
   const stop = reader.subscribe({ query: sub.query, variables: sub.variables },
     { next: (v: any) => got.push(v.data?.[sub.field]?.eventDescription), error: () => undefined, complete: () => undefined });
-  const { r: stalled, outcome } = await init(api.wsUrl, { authToken: token });
-  assert.is(outcome, 'ack');
-  stalled.ws.send(JSON.stringify({ id: 'stalled', type: 'subscribe', payload: { query: sub.query, variables: sub.variables } }));
+  // Two stalled sockets: one reads again right after it was closed (it finds the 1013 frame), one never does.
+  const stalled = await Promise.all([0, 1].map(async (i) => {
+    const { r, outcome } = await init(api.wsUrl, { authToken: token });
+    assert.is(outcome, 'ack');
+    r.ws.send(JSON.stringify({ id: `stalled-${i}`, type: 'subscribe', payload: { query: sub.query, variables: sub.variables } }));
+    return r;
+  }));
   await sleep(500);
-  stalled.ws.pause(); // reads nothing more: the kernel's buffers fill, then the API's
-  const before = await metric(api, /^iot_ws_refusals_total\{reason="slow_client"\}/);
+  for (const r of stalled) r.ws.pause(); // reads nothing more: the kernel's buffers fill, then the API's
+  const slow = () => metric(api, /^iot_ws_refusals_total\{reason="slow_client"\}/);
+  const open = () => metric(api, new RegExp(`^iot_ws_connections\\{tenant="${plant.tenantId}",transport="websocket"\\}`));
+  const before = await slow();
+  const openBefore = await open();
   // 150 events of 100 kB (each through the outbox): 15 MB, more than loopback's socket buffers hold.
   await db.pool.query(`insert into iot_private.equipment_events (tenant_id, work_center_id, event_type, event_code, severity, event_description)
     select $1, $2, 'MAINTENANCE_REQUIRED', 'MAINTENANCE_REQUIRED', 'WARNING', 'bulk ' || n || ' ' || repeat('x', 100000) from generate_series(1, 150) n`, [plant.tenantId, plant.workCenterId]);
+  await waitFor(async () => (await slow()) >= before + 2, 30_000, 'both stalled sockets closed as too slow');
+  stalled[0].ws.resume();
+  const closed = await stalled[0].closed;
+  assert.is(closed.code, 1013, closed.reason);
+  assert.match(closed.reason, /does not read its events/);
+  const heard = stalled[0].messages.filter((m) => m.type === 'next').length;
+  assert.ok(heard > 0 && heard < 150, `the stalled socket got the events sent before it was closed, not all (${heard})`);
   await waitFor(() => got.length >= 150, 30_000, "the reading subscriber's 150 events");
   stop();
   await reader.dispose();
   assert.equal(got.map((d) => d.split(' ').slice(0, 2).join(' ')), Array.from({ length: 150 }, (_x, i) => `bulk ${i + 1}`), 'every event, in order');
-  assert.is(await metric(api, /^iot_ws_refusals_total\{reason="slow_client"\}/), before + 1, 'the stalled socket counted once');
-  stalled.ws.resume();
-  const closed = await stalled.closed;
-  assert.is(closed.code, 1013, closed.reason);
-  assert.match(closed.reason, /does not read its events/);
-  const heard = stalled.messages.filter((m) => m.type === 'next').length;
-  assert.ok(heard > 0 && heard < 150, `the stalled socket got the events sent before it was closed, not all (${heard})`);
+  // The one that never reads is cut off by the API after a grace, its connection slot freed, while it is still paused.
+  await waitFor(async () => (await open()) === openBefore - 3, 15_000, 'the never-reading socket cut off by the API (reader and the other two gone)');
+  assert.is(await slow(), before + 2, 'each stalled socket counted once');
+  stalled[1].ws.resume();
+  assert.is.not((await stalled[1].closed).code, 1000, 'closed by the API, not by a clean close');
 });
 
 // Shutdown --------------------------------------------------------------------------------------------

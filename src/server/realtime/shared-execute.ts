@@ -13,11 +13,16 @@ import mapAsyncIterator from 'graphql/subscription/mapAsyncIterator';
 import { isPushStream } from '../plugins/live/topics';
 import { formatErrors } from './operation';
 
-/** Takes the JSON of one execution result (a graphql-ws `next` payload), or a promise of it. */
-export type PushResult = (json: string | Promise<string>) => void;
+/** Where a pushed subscriber's results go (push-sender.ts). */
+export interface Pusher {
+  /** The JSON of one execution result (a graphql-ws `next` payload), or a promise of it. */
+  push(json: string | Promise<string>): void;
+  /** The subscription has ended: nothing more is sent for it. */
+  stop(): void;
+}
 
 const keys = new WeakMap<ExecutionArgs, string>();
-const pushers = new WeakMap<ExecutionArgs, PushResult>();
+const pushers = new WeakMap<ExecutionArgs, Pusher>();
 /** Results (and their JSON) per payload object, per key; dropped with the payload. */
 const results = new WeakMap<object, Map<string, ExecutionResult | Promise<ExecutionResult>>>();
 const serialized = new WeakMap<object, Map<string, string | Promise<string>>>();
@@ -26,7 +31,7 @@ const serialized = new WeakMap<object, Map<string, string | Promise<string>>>();
  * Marks execution arguments as shareable under `key` (same query, variables, operation and
  * tenant/role); with `push`, events go to it as JSON instead of through the returned iterator.
  */
-export function shareExecution(args: ExecutionArgs, key: string, push?: PushResult): ExecutionArgs {
+export function shareExecution(args: ExecutionArgs, key: string, push?: Pusher): ExecutionArgs {
   keys.set(args, key);
   if (push) pushers.set(args, push);
   return args;
@@ -60,7 +65,8 @@ export async function sharedSubscribe(args: ExecutionArgs): Promise<AsyncIterabl
   const alone = (payload: unknown) => key === undefined || payload === null || typeof payload !== 'object';
   const push = pushers.get(args);
   if (push && isPushStream(stream)) {
-    stream.pushTo((payload) => push(alone(payload) ? serialize(run(payload)) : memo(serialized, payload as object, key!, () => serialize(run(payload)))));
+    stream.pushTo((payload) => push.push(alone(payload) ? serialize(run(payload)) : memo(serialized, payload as object, key!, () => serialize(run(payload)))),
+      () => push.stop());
     return stream as unknown as AsyncIterableIterator<ExecutionResult>; // yields nothing; ends when the subscription does
   }
   const map = (payload: unknown) => (alone(payload) ? run(payload) : memo(results, payload as object, key!, () => run(payload)));

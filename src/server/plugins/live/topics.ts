@@ -34,7 +34,7 @@ export interface SubscribeOptions {
  * where the iterator costs a chain of promises each.
  */
 export interface PushStream<T> {
-  pushTo(deliver: (event: T) => void): void;
+  pushTo(deliver: (event: T) => void, ended?: () => void): void;
 }
 
 export function isPushStream(stream: unknown): stream is PushStream<unknown> {
@@ -54,12 +54,17 @@ const LONGEST_TIMER_MS = 2 ** 31 - 1;
 class Subscriber<T> implements AsyncIterableIterator<T>, PushStream<T> {
   private queue: T[] = [];
   private deliver?: (event: T) => void;
+  private onPushEnd?: () => void;
   private waiting: ((result: IteratorResult<T>) => void)[] = [];
   private ended = false;
   private timer?: NodeJS.Timeout;
 
-  constructor(private readonly select: Select<T>, private readonly options: SubscribeOptions, private readonly onEnd: () => void) {
-    if (options.endsAt !== undefined) this.scheduleEnd(options.endsAt);
+  constructor(private readonly select: Select<T>, private readonly options: SubscribeOptions, private readonly onEnd: () => void) {}
+
+  /** Arms the token's expiry; called once the subscriber is in its feed (an expiry already past ends it at once). */
+  start() {
+    if (this.options.endsAt !== undefined) this.scheduleEnd(this.options.endsAt);
+    return this;
   }
 
   // setTimeout holds at most ~24.8 days: re-arm until the expiry is reached.
@@ -82,9 +87,11 @@ class Subscriber<T> implements AsyncIterableIterator<T>, PushStream<T> {
     for (const event of events ?? []) this.push(event);
   }
 
-  /** Push mode: queued and later events go to `deliver`; next() then only waits for the end. */
-  pushTo(deliver: (event: T) => void) {
+  /** Push mode: queued and later events go to `deliver`, `ended` is told the end; next() then only waits for the end. */
+  pushTo(deliver: (event: T) => void, ended?: () => void) {
+    if (this.ended) return void ended?.();
     this.deliver = deliver;
+    this.onPushEnd = ended;
     for (const value of this.queue.splice(0)) this.push(value);
   }
 
@@ -127,6 +134,8 @@ class Subscriber<T> implements AsyncIterableIterator<T>, PushStream<T> {
     this.ended = true;
     clearTimeout(this.timer);
     this.queue = [];
+    this.deliver = undefined;
+    this.onPushEnd?.();
     for (const waiter of this.waiting.splice(0)) waiter({ value: undefined, done: true });
     this.onEnd();
     this.options.onEnd?.();
@@ -205,7 +214,7 @@ export function liveHub(pubsub: PubSubLike, outbox: OutboxFetcher): LiveHub {
         }
       });
       own.subscribers.add(subscriber);
-      return subscriber;
+      return subscriber.start();
     },
     subscriberCount(channel) {
       if (channel !== undefined) return feeds.get(channel)?.subscribers.size ?? 0;
