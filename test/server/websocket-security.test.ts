@@ -236,6 +236,48 @@ test('subscriptions per socket: the one over WS_MAX_SUBSCRIPTIONS_PER_SOCKET get
   r.ws.close();
 });
 
+test('a subscribe reusing the id of a subscription still starting closes the socket with 4409 (two streams under one id, the first beyond every limit)', async () => {
+  const a = await another({ wsMaxSubscriptionsPerSocket: 2 });
+  // A work center this API has not checked yet, so its ownership query runs (and waits for the lock below).
+  const wc = (await db.pool.query(`insert into iot.work_centers (tenant_id, facility_id, work_center_code, name, work_center_type)
+    values ($1, $2, 'PRESS-REUSE', 'Press reuse', 'PRESS') returning id`, [plant.tenantId, plant.facilityId])).rows[0].id;
+  const sub = await equipmentEventSubscription(a, token, wc);
+  const { r, outcome } = await init(a.wsUrl, { authToken: token });
+  assert.is(outcome, 'ack');
+  const before = await metric(a, /^iot_ws_refusals_total\{reason="duplicate_id"\}/);
+  const locker = await db.pool.connect();
+  try {
+    await locker.query('begin');
+    await locker.query('lock table iot.work_centers in access exclusive mode'); // the subscribe's argument check waits
+    const subscribe = JSON.stringify({ id: 'x', type: 'subscribe', payload: { query: sub.query, variables: sub.variables } });
+    r.ws.send(subscribe);
+    await sleep(200);
+    r.ws.send(JSON.stringify({ id: 'x', type: 'complete' })); // graphql-ws forgets its reservation of x...
+    r.ws.send(subscribe); // ...so without our own count this one would start beside the first
+    await sleep(200);
+  } finally {
+    await locker.query('commit');
+    locker.release();
+  }
+  const closed = await Promise.race([r.closed, sleep(5000).then(() => ({ code: 0, reason: 'still open 5 s later' }))]);
+  assert.equal(closed, { code: 4409, reason: 'Subscriber for x already exists' });
+  assert.is(await metric(a, /^iot_ws_refusals_total\{reason="duplicate_id"\}/), before + 1, 'counted');
+  // Ids are released when their subscription ends: complete, then subscribe again with the same id, is fine.
+  const again = await init(a.wsUrl, { authToken: token });
+  const messages = again.r.messages;
+  again.r.ws.send(JSON.stringify({ id: 'y', type: 'subscribe', payload: { query: sub.query, variables: sub.variables } }));
+  await sleep(300);
+  again.r.ws.send(JSON.stringify({ id: 'y', type: 'complete' }));
+  again.r.ws.send(JSON.stringify({ id: 'y', type: 'subscribe', payload: { query: sub.query, variables: sub.variables } }));
+  await sleep(300);
+  await recordEvent(a, token, wc, 'after a reused id');
+  await waitFor(() => messages.some((m) => m.type === 'next'), 5000, 'the event on the resubscribed id');
+  await sleep(200);
+  assert.is(messages.filter((m) => m.type === 'next').length, 1, 'one event, one stream');
+  assert.is(again.r.ws.readyState, WebSocket.OPEN);
+  again.r.ws.close();
+});
+
 test('the HTTP validation rules apply: a subscription deeper than API_MAX_QUERY_DEPTH is refused with IOT11', async () => {
   const a = await another({ maxQueryDepth: 0 });
   const sub = await equipmentEventSubscription(a, token, plant.workCenterId);

@@ -8,6 +8,8 @@ export const CLOSE = {
   forbidden: 4403,
   /** No connection_init in time, or no subscription for WS_IDLE_TIMEOUT_MS. */
   timeout: 4408,
+  /** A subscribe with the id of a subscription still starting or running (graphql-ws's own code for it). */
+  duplicateId: 4409,
   /** More sockets for this user than WS_MAX_SOCKETS_PER_USER. */
   tooMany: 4429,
   /** The client did not read its events: more than 1 MiB waited unsent on its socket. Reconnect. */

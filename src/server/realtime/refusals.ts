@@ -10,7 +10,7 @@ export type RefusalReason =
   | 'origin' | 'per_ip_limit' | 'per_user_limit' | 'subscription_limit'
   | 'token_missing' | 'token_invalid' | 'token_expired' | 'tenant_mismatch'
   | 'init_timeout' | 'idle_timeout' | 'keepalive_timeout' | 'not_subscription' | 'invalid_operation' | 'bad_path'
-  | 'work_center' | 'shutting_down' | 'slow_client';
+  | 'work_center' | 'shutting_down' | 'slow_client' | 'duplicate_id';
 
 const MESSAGES: Record<RefusalReason, string> = {
   origin: 'realtime connection refused: Origin not in WS_ALLOWED_ORIGINS',
@@ -30,6 +30,7 @@ const MESSAGES: Record<RefusalReason, string> = {
   work_center: 'SSE stream refused: work center not found for the caller',
   shutting_down: 'realtime connection refused: the API is shutting down',
   slow_client: 'realtime connection closed: the client does not read its events fast enough',
+  duplicate_id: 'realtime connection closed: a subscribe reused the id of a subscription still starting or running',
 };
 
 export function refusal(reason: RefusalReason, fields: Record<string, unknown>): void {

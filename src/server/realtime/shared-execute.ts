@@ -17,7 +17,7 @@ import { formatErrors } from './operation';
 export interface Pusher {
   /** The JSON of one execution result (a graphql-ws `next` payload), or a promise of it. */
   push(json: string | Promise<string>): void;
-  /** The subscription has ended: nothing more is sent for it. */
+  /** The subscription has ended, or never started (refused, failed): nothing more is sent for it. */
   stop(): void;
 }
 
@@ -57,18 +57,43 @@ const serialize = (result: ExecutionResult | Promise<ExecutionResult>) =>
 
 /** graphql's subscribe(), with the per-event execution shared between subscribers of one key. */
 export async function sharedSubscribe(args: ExecutionArgs): Promise<AsyncIterableIterator<ExecutionResult> | ExecutionResult> {
-  const stream = await createSourceEventStream(args.schema, args.document, args.rootValue, args.contextValue, args.variableValues ?? undefined, args.operationName);
-  if (!(Symbol.asyncIterator in (stream as object))) return stream as ExecutionResult;
+  const push = pushers.get(args);
+  let stream: Awaited<ReturnType<typeof createSourceEventStream>>;
+  try {
+    stream = await createSourceEventStream(args.schema, args.document, args.rootValue, args.contextValue, args.variableValues ?? undefined, args.operationName);
+  } catch (error) {
+    push?.stop();
+    throw error;
+  }
+  if (!(Symbol.asyncIterator in (stream as object))) {
+    push?.stop(); // refused (argument checks): it never starts
+    return stream as ExecutionResult;
+  }
   const key = keys.get(args);
   const run = (payload: unknown) => execute({ ...args, rootValue: payload });
   // Not shareable: no key, or a payload that is not one object handed to every subscriber.
   const alone = (payload: unknown) => key === undefined || payload === null || typeof payload !== 'object';
-  const push = pushers.get(args);
   if (push && isPushStream(stream)) {
     stream.pushTo((payload) => push.push(alone(payload) ? serialize(run(payload)) : memo(serialized, payload as object, key!, () => serialize(run(payload)))),
       () => push.stop());
     return stream as unknown as AsyncIterableIterator<ExecutionResult>; // yields nothing; ends when the subscription does
   }
   const map = (payload: unknown) => (alone(payload) ? run(payload) : memo(results, payload as object, key!, () => run(payload)));
-  return mapAsyncIterator(stream as AsyncIterable<unknown>, map, reportGraphQLError) as AsyncIterableIterator<ExecutionResult>;
+  const mapped = mapAsyncIterator(stream as AsyncIterable<unknown>, map, reportGraphQLError) as AsyncIterableIterator<ExecutionResult>;
+  return push ? whenDone(mapped, () => push.stop()) : mapped;
+}
+
+/** The iterator, telling `done` once when it finishes or is returned (a pusher whose stream cannot push). */
+function whenDone<T>(it: AsyncIterableIterator<T>, done: () => void): AsyncIterableIterator<T> {
+  let told = false;
+  const tell = <R extends IteratorResult<T>>(r: R) => {
+    if (r.done && !told) { told = true; done(); }
+    return r;
+  };
+  return {
+    next: () => it.next().then(tell),
+    return: (value?: unknown) => (it.return ? it.return(value) : Promise.resolve({ value: undefined, done: true as const })).then(tell),
+    throw: (error?: unknown) => { if (!told) { told = true; done(); } return it.throw ? it.throw(error) : Promise.reject(error); },
+    [Symbol.asyncIterator]() { return this; },
+  };
 }

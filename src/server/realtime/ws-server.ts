@@ -50,6 +50,12 @@ interface SocketState {
   caller?: Caller;
   /** Accepted subscriptions: id -> root field names (gauge labels). */
   subs: Map<string, string[]>;
+  /**
+   * Subscription ids from subscribe until their stream has ended (or was refused), ours rather than
+   * graphql-ws's reservations: a client that completes a subscription still starting and subscribes
+   * again with its id would otherwise run both under one id, the first beyond every limit.
+   */
+  ids: Map<string, object>;
   idleSince: number;
   missedPongs: number;
   closing: boolean;
@@ -120,7 +126,7 @@ export function attachWsServer(server: Server, settings: WsSettings, deps: Realt
       upgraded = true;
       const now = Date.now();
       const slice = smallestSlice();
-      states.set(ws, { ip, openedAt: now, releaseIp, initReceived: false, subs: new Map(), idleSince: now, missedPongs: 0, closing: false, slice });
+      states.set(ws, { ip, openedAt: now, releaseIp, initReceived: false, subs: new Map(), ids: new Map(), idleSince: now, missedPongs: 0, closing: false, slice });
       watched.add(ws);
       slice.add(ws);
       wss.emit('connection', ws, req);
@@ -182,24 +188,34 @@ export function attachWsServer(server: Server, settings: WsSettings, deps: Realt
         closeWith(ctx.extra.socket, CLOSE.unauthorized, 'token expired');
         return [realtimeError('token refused: jwt expired', 'IOT12')];
       }
-      // The reservation of this subscription is in ctx.subscriptions already (checked before any await,
-      // so a burst of subscribe messages cannot slip past the limit).
-      const open = Object.keys(ctx.subscriptions).length;
-      if (open > settings.maxSubscriptionsPerSocket) {
+      const ws = ctx.extra.socket;
+      if (state.ids.has(message.id)) {
+        refusal('duplicate_id', { ...fieldsOf(state), id: message.id });
+        closeWith(ws, CLOSE.duplicateId, `Subscriber for ${message.id} already exists`);
+        return [realtimeError(`subscription id ${message.id} is in use`)];
+      }
+      // Counted before any await, so a burst of subscribe messages cannot slip past the limit.
+      if (state.ids.size >= settings.maxSubscriptionsPerSocket) {
         refusal('subscription_limit', { ...fieldsOf(state), limit: settings.maxSubscriptionsPerSocket });
         return [realtimeError(`too many subscriptions on this socket: at most ${settings.maxSubscriptionsPerSocket} (WS_MAX_SUBSCRIPTIONS_PER_SOCKET); complete one first or open another socket`, 'IOT11')];
       }
+      const attempt = {};
+      state.ids.set(message.id, attempt);
+      const release = () => { if (state.ids.get(message.id) === attempt) state.ids.delete(message.id); };
       const prepared = prepareSubscription(await deps.getSchema(), message.payload, deps.limits);
       if (!prepared.ok) {
+        release();
         refusal(prepared.kind, { ...fieldsOf(state), error: prepared.errors[0]?.message });
         return prepared.errors;
       }
-      if (!(message.id in ctx.subscriptions)) return [realtimeError('subscription completed by the client before it started')];
+      if (!(message.id in ctx.subscriptions)) {
+        release();
+        return [realtimeError('subscription completed by the client before it started')];
+      }
       state.subs.set(message.id, prepared.fields);
       watched.delete(ctx.extra.socket);
       for (const f of prepared.fields) wsSubscriptions.inc({ tenant: caller.tenantId ?? '', subscription: f });
       const { query, variables, operationName } = message.payload;
-      const ws = ctx.extra.socket;
       const tooSlow = (bufferedBytes: number) => {
         if (state.closing) return;
         refusal('slow_client', { ...fieldsOf(state), transport: 'websocket', bufferedBytes });
@@ -208,9 +224,10 @@ export function attachWsServer(server: Server, settings: WsSettings, deps: Realt
         // read is cut off, so its buffers, subscriptions and connection slots go now, not at ws's 30 s.
         setTimeout(() => { if (ws.readyState !== WebSocket.CLOSED) ws.terminate(); }, SLOW_CLIENT_GRACE_MS).unref();
       };
+      const sender = pushSender(ws, message.id, tooSlow);
       return shareExecution({ ...prepared.args, contextValue: { iotCaller: caller } },
         JSON.stringify([caller.tenantId, caller.role, query, variables ?? null, operationName ?? null]),
-        pushSender(ws, message.id, tooSlow));
+        { push: sender.push, stop: () => { sender.stop(); release(); } });
     },
     // Events of pushed subscriptions (push-sender.ts) do not pass here; a stream that cannot push does.
     onNext: (_ctx, _message, _args, result) => {
