@@ -12,6 +12,9 @@
 //    cannot be left waiting for data that never comes.
 //  - Nothing holds a writer forever: each transaction has statement, lock and idle timeouts, and a
 //    watchdog cuts the connection (the server rolls back) if the transaction outlives them.
+//  - A connection lost while its COMMIT runs leaves the batch in doubt: before retrying, the sink
+//    asks the database whether that transaction (its txid) committed, so a batch is never counted,
+//    receipted or dead-lettered twice (the dedup would keep its readings once in any case).
 //  - While the database is down a batch is retried with backoff and the buffer holds up to
 //    `bufferMax` readings; `wait()` then blocks producers (the MQTT ingestor stops reading).
 //  - A batch the database rejects for its data (not for being down) is split in halves until the
@@ -73,6 +76,8 @@ export interface SinkStats {
   failedAttempts: number;
   /** Transactions cut by the watchdog. */
   transactionTimeouts: number;
+  /** Batches whose connection was lost while their COMMIT ran, resolved by asking txid_status(). */
+  commitsInDoubt: number;
   buffered: number;
   databaseUp: boolean;
   spilledReadings: number;
@@ -211,6 +216,14 @@ interface SpillOrigin {
 }
 type Tagged = { [ORIGIN]?: SpillOrigin };
 
+type BatchResult = { inserted: string; duplicates: string; rejected: string };
+/** A batch whose connection was lost while its COMMIT ran: its txid and what it would have counted. */
+interface InDoubt {
+  txid: string;
+  result: BatchResult;
+  outcomes: Map<string, { inserted: boolean }> | undefined;
+}
+
 /** What store() answers once every reading handed in is committed or dead-lettered. Indexes are positions in the array given. */
 export interface StoreResult {
   stored: number;
@@ -276,7 +289,7 @@ export class ReadingSink extends EventEmitter {
   private readonly byClass = new Map<string, { written: number; suppressed: number }>();
   readonly stats: SinkStats = {
     received: 0, stored: 0, duplicates: 0, deadLetters: 0, deadLettersSuppressed: 0, deadLetterSummaries: 0, deadLettersRetrying: 0,
-    batches: 0, failedAttempts: 0, transactionTimeouts: 0, buffered: 0, databaseUp: true,
+    batches: 0, failedAttempts: 0, transactionTimeouts: 0, commitsInDoubt: 0, buffered: 0, databaseUp: true,
     spilledReadings: 0, spilledDeadLetters: 0, replayedReadings: 0, replayedDeadLetters: 0, lostAtShutdown: 0,
   };
 
@@ -684,13 +697,14 @@ export class ReadingSink extends EventEmitter {
     for (;;) {
       try {
         await this.writeOnce(batch, letters);
-        if (!this.stats.databaseUp) {
-          log.info('database is back; writing buffered readings', { buffered: this.buffer.length + batch.length });
-          this.stats.databaseUp = true;
-          this.emit('database', true);
-        }
+        this.markUp(batch);
         return;
       } catch (error) {
+        const doubt = (error as { inDoubt?: InDoubt }).inDoubt;
+        if (doubt && (await this.resolveDoubt(batch, letters, doubt, error as Error)) === 'committed') {
+          this.markUp(batch);
+          return;
+        }
         const timedOut = (error as { watchdog?: boolean }).watchdog === true;
         if (timedOut) timeouts++;
         // A batch whose transaction keeps hanging although the database answers is treated as bad data.
@@ -716,6 +730,52 @@ export class ReadingSink extends EventEmitter {
         await Promise.race([sleep(delay), this.abandoned]);
         delay = Math.min(delay * 2, 5000);
       }
+    }
+  }
+
+  private markUp(batch: Reading[]): void {
+    if (this.stats.databaseUp) return;
+    log.info('database is back; writing buffered readings', { buffered: this.buffer.length + batch.length });
+    this.stats.databaseUp = true;
+    this.emit('database', true);
+  }
+
+  /**
+   * The connection went while the batch's COMMIT ran: asks txid_status() until the database says
+   * whether it committed (then the batch is done, as if the answer had come) or not (retried).
+   * "in progress" lasts until the server notices the lost connection (at most its idle timeout).
+   */
+  private async resolveDoubt(batch: Reading[], letters: PreparedDeadLetter[], doubt: InDoubt, error: Error): Promise<'committed' | 'aborted' | 'unknown'> {
+    this.stats.commitsInDoubt++;
+    log.warn('connection lost while a batch committed; asking the database whether it did', { error, txid: doubt.txid, readings: batch.length, deadLetters: letters.length });
+    let delay = 100;
+    for (;;) {
+      if (this.abandoning) return 'unknown';
+      let status: string | null | undefined;
+      try {
+        const client = await this.connect(Math.min(this.txTimeoutMs, 10_000));
+        try {
+          ({ rows: [{ status }] } = await client.query<{ status: string | null }>('select txid_status($1::bigint) as status', [doubt.txid]));
+          client.release();
+        } catch (queryError) {
+          client.release(queryError as Error);
+          throw queryError;
+        }
+      } catch {
+        status = undefined; // still unreachable: ask again
+      }
+      if (status === 'committed') {
+        log.info('the batch in doubt had committed; not written again', { txid: doubt.txid, readings: batch.length });
+        this.committed(batch, letters, doubt.result, doubt.outcomes);
+        return 'committed';
+      }
+      if (status === 'aborted' || status === null) {
+        // null: the txid is too old to know (not after seconds); the retry's dedup still stores readings once.
+        log.info('the batch in doubt had not committed; writing it again', { txid: doubt.txid, status, readings: batch.length });
+        return status === null ? 'unknown' : 'aborted';
+      }
+      await Promise.race([sleep(delay), this.abandoned]);
+      delay = Math.min(delay * 2, 5000);
     }
   }
 
@@ -754,6 +814,10 @@ export class ReadingSink extends EventEmitter {
     const client: PoolClient = await this.connect(Math.min(ms, 10_000));
     let broken: Error | undefined;
     let cut = false;
+    let txid = '';
+    let committing = false;
+    let result: BatchResult = { inserted: '0', duplicates: '0', rejected: '0' };
+    let outcomes: Map<string, { inserted: boolean }> | undefined;
     // A connection that dies while checked out emits 'error' on the client; the running query
     // rejects as well, which is where it is handled. Without a listener the process would crash.
     const onError = (error: Error) => (broken = error);
@@ -770,13 +834,13 @@ export class ReadingSink extends EventEmitter {
     }, cutAfter);
     try {
       // Four round trips per batch: begin (with the staging table), COPY, the function, commit. The
-      // commit stays a message of its own: a connection lost while it runs leaves the batch in doubt
-      // (stored, and counted as duplicates when retried), and that window should stay this short.
-      await client.query(`begin; set local statement_timeout = ${ms}; set local lock_timeout = ${Math.max(1000, Math.floor(ms / 3))}; ` +
-        `set local idle_in_transaction_session_timeout = ${ms}` + (batch.length ? '; select iot_private.create_reading_staging()' : ''));
+      // commit stays a message of its own: a connection lost while it runs leaves the batch in doubt,
+      // and txid_current() is what resolveDoubt() then asks txid_status() about.
+      const opened = await client.query(`begin; set local statement_timeout = ${ms}; set local lock_timeout = ${Math.max(1000, Math.floor(ms / 3))}; ` +
+        `set local idle_in_transaction_session_timeout = ${ms}` + (batch.length ? '; select iot_private.create_reading_staging()' : '') +
+        '; select txid_current()::text as txid') as unknown as { rows: { txid: string }[] }[];
+      txid = opened[opened.length - 1].rows[0].txid;
       if (letters.length) await client.query('select iot_private.record_dead_letters($1::jsonb)', [lettersJson]);
-      let result = { inserted: '0', duplicates: '0', rejected: '0' };
-      let outcomes: Map<string, { inserted: boolean }> | undefined;
       if (batch.length) {
         await new Promise<void>((resolve, reject) => {
           const stream = client.query(copyFrom(
@@ -790,28 +854,17 @@ export class ReadingSink extends EventEmitter {
             reject(error);
           }
         });
-        ({ rows: [result] } = await client.query<{ inserted: string; duplicates: string; rejected: string }>(
+        ({ rows: [result] } = await client.query<BatchResult>(
           'select * from iot_private.ingest_staged_readings()'));
         if (this.receipts.size) outcomes = await this.receiptOutcomes(client, batch); // only while store() waits
       }
+      committing = true;
       await client.query('commit');
-      if (outcomes) this.settleReceipts(batch, outcomes);
-      batchCommitted(batch, Number(result.inserted), letters.length);
-      this.stats.stored += Number(result.inserted);
-      this.stats.duplicates += Number(result.duplicates);
-      const rejected = Number(result.rejected);
-      this.stats.deadLetters += rejected + letters.filter((l) => !l.suppressedCount).length;
-      if (rejected) this.classCount('registry').written += rejected;
-      for (const l of letters) {
-        if (l.suppressedCount) this.stats.deadLetterSummaries++;
-        else this.classCount(l.reasonClass).written++;
-      }
-      this.stats.batches++;
-      this.settle(batch);
-      this.settle(letters);
-      this.emit('batch', { readings: batch.length, deadLetters: letters.length });
     } catch (error) {
       broken = cut ? Object.assign(new Error(`batch transaction cut after ${cutAfter} ms`), { code: 'ETIMEDOUT', watchdog: true }) : (error as Error);
+      if (committing && (cut || isConnectionError(error))) {
+        throw Object.assign(broken, { inDoubt: { txid, result, outcomes } satisfies InDoubt });
+      }
       if (!cut && !isConnectionError(error)) await client.query('rollback').catch(() => undefined);
       throw broken;
     } finally {
@@ -820,6 +873,26 @@ export class ReadingSink extends EventEmitter {
       // A cut or broken connection is destroyed, never handed back to the pool.
       client.release(cut || (broken && isConnectionError(broken)) ? (broken ?? new Error('connection cut')) : undefined);
     }
+    this.committed(batch, letters, result, outcomes);
+  }
+
+  /** The bookkeeping of a committed batch: counters, receipts, spill files, events. */
+  private committed(batch: Reading[], letters: PreparedDeadLetter[], result: BatchResult, outcomes: Map<string, { inserted: boolean }> | undefined): void {
+    if (outcomes) this.settleReceipts(batch, outcomes);
+    batchCommitted(batch, Number(result.inserted), letters.length);
+    this.stats.stored += Number(result.inserted);
+    this.stats.duplicates += Number(result.duplicates);
+    const rejected = Number(result.rejected);
+    this.stats.deadLetters += rejected + letters.filter((l) => !l.suppressedCount).length;
+    if (rejected) this.classCount('registry').written += rejected;
+    for (const l of letters) {
+      if (l.suppressedCount) this.stats.deadLetterSummaries++;
+      else this.classCount(l.reasonClass).written++;
+    }
+    this.stats.batches++;
+    this.settle(batch);
+    this.settle(letters);
+    this.emit('batch', { readings: batch.length, deadLetters: letters.length });
   }
 
   /** The database refused this batch's data: find what it refuses by halving, keep the rest. */
@@ -970,6 +1043,7 @@ const sinkMetrics = [
   stat('iot_ingest_batches_total', 'Batches written', 'counter', (s) => s.stats.batches),
   stat('iot_ingest_failed_attempts_total', 'Batch attempts that failed and were retried', 'counter', (s) => s.stats.failedAttempts),
   stat('iot_ingest_transaction_timeouts_total', 'Batch transactions cut by the watchdog', 'counter', (s) => s.stats.transactionTimeouts),
+  stat('iot_ingest_commits_in_doubt_total', 'Batches whose connection was lost while they committed (resolved by txid_status, never written twice)', 'counter', (s) => s.stats.commitsInDoubt),
   stat('iot_ingest_buffered_readings', 'Readings waiting to be written', 'gauge', (s) => s.buffered),
   stat('iot_ingest_database_up', '0 while the sink cannot write to the database', 'gauge', (s) => (s.stats.databaseUp ? 1 : 0)),
   stat('iot_ingest_spilled_readings_total', 'Readings written to the spill file at shutdown', 'counter', (s) => s.stats.spilledReadings),

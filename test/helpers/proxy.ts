@@ -1,10 +1,12 @@
 // A TCP proxy in front of PostgreSQL that a test can take down and bring back, to show what the
 // ingest path does while the database is unreachable (without stopping the shared server).
 import { createServer, Server, Socket, connect } from 'node:net';
+import { Transform } from 'node:stream';
 
 export class FlakyProxy {
   private server: Server | undefined;
   private sockets = new Set<Socket>();
+  private cutMarker: { marker: Buffer; forward: boolean } | undefined;
   port = 0;
 
   constructor(private readonly targetHost: string, private readonly targetPort: number) {}
@@ -13,7 +15,29 @@ export class FlakyProxy {
     this.server = createServer((client) => {
       const upstream = connect(this.targetPort, this.targetHost);
       this.sockets.add(client).add(upstream);
-      client.pipe(upstream).pipe(client);
+      // The connection that sends the armed marker is cut: before the message reaches the server, or after (its answer dropped).
+      let losing = false;
+      const toServer = new Transform({
+        transform: (chunk: Buffer, _encoding, done) => {
+          const cut = this.cutMarker;
+          if (!cut || !chunk.includes(cut.marker)) return done(null, chunk);
+          this.cutMarker = undefined;
+          if (cut.forward) {
+            losing = true;
+            return done(null, chunk);
+          }
+          done();
+          close();
+        },
+      });
+      const toClient = new Transform({
+        transform: (chunk: Buffer, _encoding, done) => {
+          if (!losing) return done(null, chunk);
+          done();
+          close();
+        },
+      });
+      client.pipe(toServer).pipe(upstream).pipe(toClient).pipe(client);
       const close = () => {
         client.destroy();
         upstream.destroy();
@@ -26,6 +50,15 @@ export class FlakyProxy {
     await new Promise<void>((resolve) => this.server!.listen(this.port, '127.0.0.1', () => resolve()));
     const a = this.server.address();
     if (typeof a === 'object' && a) this.port = a.port;
+  }
+
+  /**
+   * Cuts the connection that next sends a message containing `marker`: with `forward` the server
+   * gets the message and its answer is dropped (a COMMIT carried out, its client left in doubt);
+   * without, the message never arrives.
+   */
+  cutAt(marker: string, forward: boolean): void {
+    this.cutMarker = { marker: Buffer.from(marker), forward };
   }
 
   /** Cuts every connection and refuses new ones. */

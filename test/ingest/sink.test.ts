@@ -277,6 +277,39 @@ test('a database that stops answering mid-transaction: the watchdog cuts the con
   assert.is(await count(`time in ('${new Date(t).toISOString()}', '${new Date(t + 1).toISOString()}')`), 2);
 });
 
+// A connection lost while COMMIT runs: the batch may or may not be stored. The sink asks
+// txid_status() which, so a committed batch is counted, receipted and dead-lettered once (before,
+// its retry reported every reading as a duplicate and wrote its dead letters a second time), and
+// one that did not commit is written again.
+for (const forward of [true, false]) {
+  test(`a connection lost while a batch commits (${forward ? 'the commit done, its answer lost' : 'the commit never arrived'}): stored, counted, receipted and dead-lettered once`, async () => {
+    const target = new URL(db.url);
+    const proxy = new FlakyProxy(target.hostname, Number(target.port || 5432));
+    await proxy.up();
+    const pool = new Pool({ connectionString: urlThrough(db.url, proxy.port), max: 2 });
+    pool.on('error', () => undefined);
+    const sink = new ReadingSink(pool, { batchSize: 1000, maxWaitMs: 10, bufferMax: 10_000 });
+    const t = now() - (forward ? 0 : 10_000);
+    const good = Array.from({ length: 20 }, (_, i) => reading(0, { time: new Date(t + i) }));
+    const lettersBefore = (await letters()).length;
+    try {
+      proxy.cutAt('commit\0', forward);
+      // One batch: the 20 readings and the dead letter of the reading refused before writing.
+      const receipt = await within(15_000, sink.store([...good, reading(0, { time: new Date(Number.NaN) })]), 'the receipt');
+      await within(15_000, sink.close(), 'close');
+      assert.is(sink.stats.commitsInDoubt, 1, 'the cut came while the batch committed');
+      assert.is(await count(`time >= '${new Date(t).toISOString()}' and time < '${new Date(t + 20).toISOString()}'`), 20);
+      assert.equal({ stored: receipt.stored, duplicates: receipt.duplicates, refused: receipt.refused.length }, { stored: 20, duplicates: 0, refused: 1 });
+      assert.is(sink.stats.stored, 20);
+      assert.is(sink.stats.duplicates, 0);
+      assert.is((await letters()).length - lettersBefore, 1, 'the dead letter is written once');
+    } finally {
+      await pool.end();
+      await proxy.down();
+    }
+  });
+}
+
 test('readings the database refuses for a rule only it knows are isolated by halving; the rest of the batch is stored', async () => {
   await db.pool.query(`alter table iot_private.sensor_readings add constraint test_refuses_13_5 check (value <> 13.5)`);
   try {
