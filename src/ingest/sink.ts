@@ -220,6 +220,8 @@ type BatchResult = { inserted: string; duplicates: string; rejected: string };
 /** A batch whose connection was lost while its COMMIT ran: its txid and what it would have counted. */
 interface InDoubt {
   txid: string;
+  /** pg_postmaster_start_time() as the batch began: a txid is only asked of the server that gave it. */
+  serverStart: string;
   result: BatchResult;
   outcomes: Map<string, { inserted: boolean }> | undefined;
 }
@@ -707,8 +709,9 @@ export class ReadingSink extends EventEmitter {
         }
         const timedOut = (error as { watchdog?: boolean }).watchdog === true;
         if (timedOut) timeouts++;
-        // A batch whose transaction keeps hanging although the database answers is treated as bad data.
-        if (isDataError(error) || timeouts >= 3) {
+        // A batch whose transaction keeps hanging although the database answers is treated as bad data
+        // (a commit cut off is the connection's fault, whatever the error looked like).
+        if ((!doubt && isDataError(error)) || timeouts >= 3) {
           await this.isolate(batch, letters, error as Error);
           return;
         }
@@ -717,19 +720,23 @@ export class ReadingSink extends EventEmitter {
           this.unwritten.push({ batch, letters });
           return;
         }
-        const now = Date.now();
-        if (this.stats.databaseUp || now - this.lastDownLog > 60_000) {
-          log.warn(this.stats.databaseUp ? 'database unavailable; holding readings and retrying' : 'database still unavailable; holding readings',
-            { error, buffered: this.buffer.length + batch.length, deadLetters: this.deadLetters.length + letters.length });
-          this.lastDownLog = now;
-        }
-        if (this.stats.databaseUp) {
-          this.stats.databaseUp = false;
-          this.emit('database', false);
-        }
+        this.markDown(error as Error, batch, letters);
         await Promise.race([sleep(delay), this.abandoned]);
         delay = Math.min(delay * 2, 5000);
       }
+    }
+  }
+
+  private markDown(error: Error, batch: Reading[], letters: PreparedDeadLetter[]): void {
+    const now = Date.now();
+    if (this.stats.databaseUp || now - this.lastDownLog > 60_000) {
+      log.warn(this.stats.databaseUp ? 'database unavailable; holding readings and retrying' : 'database still unavailable; holding readings',
+        { error, buffered: this.buffer.length + batch.length, deadLetters: this.deadLetters.length + letters.length });
+      this.lastDownLog = now;
+    }
+    if (this.stats.databaseUp) {
+      this.stats.databaseUp = false;
+      this.emit('database', false);
     }
   }
 
@@ -744,6 +751,9 @@ export class ReadingSink extends EventEmitter {
    * The connection went while the batch's COMMIT ran: asks txid_status() until the database says
    * whether it committed (then the batch is done, as if the answer had come) or not (retried).
    * "in progress" lasts until the server notices the lost connection (at most its idle timeout).
+   * A server started since the batch began (a restart, or a standby promoted in a failover, whose
+   * transaction ids may name other transactions), or any answer but those, leaves the batch to the
+   * retry: its readings are still stored once (the dedup), only its counts and dead letters may repeat.
    */
   private async resolveDoubt(batch: Reading[], letters: PreparedDeadLetter[], doubt: InDoubt, error: Error): Promise<'committed' | 'aborted' | 'unknown'> {
     this.stats.commitsInDoubt++;
@@ -751,31 +761,54 @@ export class ReadingSink extends EventEmitter {
     let delay = 100;
     for (;;) {
       if (this.abandoning) return 'unknown';
-      let status: string | null | undefined;
+      let answer: { status: string | null; same_server: boolean } | undefined;
       try {
-        const client = await this.connect(Math.min(this.txTimeoutMs, 10_000));
-        try {
-          ({ rows: [{ status }] } = await client.query<{ status: string | null }>('select txid_status($1::bigint) as status', [doubt.txid]));
-          client.release();
-        } catch (queryError) {
-          client.release(queryError as Error);
-          throw queryError;
+        answer = await this.askCommitStatus(doubt);
+      } catch (askError) {
+        if (!isConnectionError(askError)) {
+          log.warn('could not learn whether the batch in doubt committed; writing it again (its readings are stored once)', { error: askError, txid: doubt.txid });
+          return 'unknown';
         }
-      } catch {
-        status = undefined; // still unreachable: ask again
+        this.markDown(askError as Error, batch, letters); // still unreachable: ask again
       }
-      if (status === 'committed') {
+      if (answer && !answer.same_server) {
+        log.warn('the database server restarted or changed since the batch in doubt began; writing it again (its readings are stored once)', { txid: doubt.txid });
+        return 'unknown';
+      }
+      if (answer?.status === 'committed') {
         log.info('the batch in doubt had committed; not written again', { txid: doubt.txid, readings: batch.length });
-        this.committed(batch, letters, doubt.result, doubt.outcomes);
+        this.settleCommitted(batch, letters, doubt.result, doubt.outcomes);
         return 'committed';
       }
-      if (status === 'aborted' || status === null) {
-        // null: the txid is too old to know (not after seconds); the retry's dedup still stores readings once.
-        log.info('the batch in doubt had not committed; writing it again', { txid: doubt.txid, status, readings: batch.length });
-        return status === null ? 'unknown' : 'aborted';
+      if (answer && answer.status !== 'in progress') {
+        log.info('the batch in doubt had not committed; writing it again', { txid: doubt.txid, status: answer.status, readings: batch.length });
+        return answer.status === 'aborted' ? 'aborted' : 'unknown';
       }
       await Promise.race([sleep(delay), this.abandoned]);
       delay = Math.min(delay * 2, 5000);
+    }
+  }
+
+  /** One txid_status() question on a connection of its own, cut (as a connection error) if it takes longer than a batch may. */
+  private async askCommitStatus(doubt: InDoubt): Promise<{ status: string | null; same_server: boolean }> {
+    const client = await this.connect(Math.min(this.txTimeoutMs, 10_000));
+    let broken: Error | undefined;
+    const onError = (e: Error) => (broken = e); // a socket lost while checked out must not become an uncaught 'error'
+    client.on('error', onError);
+    const watchdog = setTimeout(() => {
+      broken = Object.assign(new Error('no answer to txid_status in time'), { code: 'ETIMEDOUT' });
+      cutConnection(client);
+    }, Math.min(this.txTimeoutMs, 10_000));
+    try {
+      const { rows: [row] } = await client.query<{ status: string | null; same_server: boolean }>(
+        'select txid_status($1::bigint) as status, pg_postmaster_start_time() = $2::timestamptz as same_server', [doubt.txid, doubt.serverStart]);
+      return row;
+    } catch (error) {
+      throw broken ?? error;
+    } finally {
+      clearTimeout(watchdog);
+      client.removeListener('error', onError);
+      client.release(broken);
     }
   }
 
@@ -815,6 +848,7 @@ export class ReadingSink extends EventEmitter {
     let broken: Error | undefined;
     let cut = false;
     let txid = '';
+    let serverStart = '';
     let committing = false;
     let result: BatchResult = { inserted: '0', duplicates: '0', rejected: '0' };
     let outcomes: Map<string, { inserted: boolean }> | undefined;
@@ -838,8 +872,8 @@ export class ReadingSink extends EventEmitter {
       // and txid_current() is what resolveDoubt() then asks txid_status() about.
       const opened = await client.query(`begin; set local statement_timeout = ${ms}; set local lock_timeout = ${Math.max(1000, Math.floor(ms / 3))}; ` +
         `set local idle_in_transaction_session_timeout = ${ms}` + (batch.length ? '; select iot_private.create_reading_staging()' : '') +
-        '; select txid_current()::text as txid') as unknown as { rows: { txid: string }[] }[];
-      txid = opened[opened.length - 1].rows[0].txid;
+        '; select txid_current()::text as txid, pg_postmaster_start_time()::text as server_start') as unknown as { rows: { txid: string; server_start: string }[] }[];
+      ({ txid, server_start: serverStart } = opened[opened.length - 1].rows[0]);
       if (letters.length) await client.query('select iot_private.record_dead_letters($1::jsonb)', [lettersJson]);
       if (batch.length) {
         await new Promise<void>((resolve, reject) => {
@@ -862,8 +896,12 @@ export class ReadingSink extends EventEmitter {
       await client.query('commit');
     } catch (error) {
       broken = cut ? Object.assign(new Error(`batch transaction cut after ${cutAfter} ms`), { code: 'ETIMEDOUT', watchdog: true }) : (error as Error);
-      if (committing && (cut || isConnectionError(error))) {
-        throw Object.assign(broken, { inDoubt: { txid, result, outcomes } satisfies InDoubt });
+      // An error the server sent for the COMMIT means it did not commit; anything else (the socket, a
+      // cut, a server going down) leaves it open.
+      const code = (error as { code?: unknown }).code;
+      const serverSaid = typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && !code.startsWith('08') && !code.startsWith('57P');
+      if (committing && (cut || !serverSaid)) {
+        throw Object.assign(broken, { inDoubt: { txid, serverStart, result, outcomes } satisfies InDoubt });
       }
       if (!cut && !isConnectionError(error)) await client.query('rollback').catch(() => undefined);
       throw broken;
@@ -873,7 +911,16 @@ export class ReadingSink extends EventEmitter {
       // A cut or broken connection is destroyed, never handed back to the pool.
       client.release(cut || (broken && isConnectionError(broken)) ? (broken ?? new Error('connection cut')) : undefined);
     }
-    this.committed(batch, letters, result, outcomes);
+    this.settleCommitted(batch, letters, result, outcomes);
+  }
+
+  /** After the commit: its bookkeeping. A failure here (a listener's) must not make the batch look unwritten. */
+  private settleCommitted(batch: Reading[], letters: PreparedDeadLetter[], result: BatchResult, outcomes: Map<string, { inserted: boolean }> | undefined): void {
+    try {
+      this.committed(batch, letters, result, outcomes);
+    } catch (error) {
+      log.error('bookkeeping after a committed batch failed; the batch is stored', { error, readings: batch.length });
+    }
   }
 
   /** The bookkeeping of a committed batch: counters, receipts, spill files, events. */
@@ -1043,7 +1090,7 @@ const sinkMetrics = [
   stat('iot_ingest_batches_total', 'Batches written', 'counter', (s) => s.stats.batches),
   stat('iot_ingest_failed_attempts_total', 'Batch attempts that failed and were retried', 'counter', (s) => s.stats.failedAttempts),
   stat('iot_ingest_transaction_timeouts_total', 'Batch transactions cut by the watchdog', 'counter', (s) => s.stats.transactionTimeouts),
-  stat('iot_ingest_commits_in_doubt_total', 'Batches whose connection was lost while they committed (resolved by txid_status, never written twice)', 'counter', (s) => s.stats.commitsInDoubt),
+  stat('iot_ingest_commits_in_doubt_total', 'Batches whose connection was lost while they committed (asked of txid_status before any retry)', 'counter', (s) => s.stats.commitsInDoubt),
   stat('iot_ingest_buffered_readings', 'Readings waiting to be written', 'gauge', (s) => s.buffered),
   stat('iot_ingest_database_up', '0 while the sink cannot write to the database', 'gauge', (s) => (s.stats.databaseUp ? 1 : 0)),
   stat('iot_ingest_spilled_readings_total', 'Readings written to the spill file at shutdown', 'counter', (s) => s.stats.spilledReadings),

@@ -57,7 +57,7 @@ export class FlakyProxy {
    * gets the message and its answer is dropped (a COMMIT carried out, its client left in doubt);
    * without, the message never arrives.
    */
-  cutAt(marker: string, forward: boolean): void {
+  cutAt(marker: string | Buffer, forward: boolean): void {
     this.cutMarker = { marker: Buffer.from(marker), forward };
   }
 
@@ -75,4 +75,12 @@ export function urlThrough(url: string, port: number): string {
   u.hostname = '127.0.0.1';
   u.port = String(port);
   return u.toString();
+}
+
+/** The bytes of PostgreSQL's simple Query message for `sql` (a marker for FlakyProxy.cutAt that no data can imitate by chance). */
+export function simpleQueryMessage(sql: string): Buffer {
+  const text = Buffer.from(`${sql}\0`);
+  const length = Buffer.alloc(4);
+  length.writeInt32BE(text.length + 4);
+  return Buffer.concat([Buffer.from('Q'), length, text]);
 }

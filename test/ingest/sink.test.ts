@@ -12,7 +12,7 @@ import { renderMetrics } from '../../src/lib/metrics';
 import { crontab } from '../../src/lib/worker';
 import pruneDeadLetters from '../../workers/dead_letters__prune';
 import { createTestDatabase, seedSmallPlant, TestDatabase } from '../helpers/db';
-import { FlakyProxy, urlThrough } from '../helpers/proxy';
+import { FlakyProxy, simpleQueryMessage, urlThrough } from '../helpers/proxy';
 import { onTiers } from '../helpers/tier';
 import { sleep, waitFor } from '../helpers/wait';
 
@@ -293,7 +293,7 @@ for (const forward of [true, false]) {
     const good = Array.from({ length: 20 }, (_, i) => reading(0, { time: new Date(t + i) }));
     const lettersBefore = (await letters()).length;
     try {
-      proxy.cutAt('commit\0', forward);
+      proxy.cutAt(simpleQueryMessage('commit'), forward);
       // One batch: the 20 readings and the dead letter of the reading refused before writing.
       const receipt = await within(15_000, sink.store([...good, reading(0, { time: new Date(Number.NaN) })]), 'the receipt');
       await within(15_000, sink.close(), 'close');
