@@ -6,7 +6,7 @@ import { Transform } from 'node:stream';
 export class FlakyProxy {
   private server: Server | undefined;
   private sockets = new Set<Socket>();
-  private cutMarker: { marker: Buffer; forward: boolean } | undefined;
+  private cutMarker: { marker: Buffer; forward: boolean; thenDown: boolean } | undefined;
   port = 0;
 
   constructor(private readonly targetHost: string, private readonly targetPort: number) {}
@@ -16,18 +16,19 @@ export class FlakyProxy {
       const upstream = connect(this.targetPort, this.targetHost);
       this.sockets.add(client).add(upstream);
       // The connection that sends the armed marker is cut: before the message reaches the server, or after (its answer dropped).
-      let losing = false;
+      let losing: { thenDown: boolean } | undefined;
       const toServer = new Transform({
         transform: (chunk: Buffer, _encoding, done) => {
           const cut = this.cutMarker;
           if (!cut || !chunk.includes(cut.marker)) return done(null, chunk);
           this.cutMarker = undefined;
           if (cut.forward) {
-            losing = true;
+            losing = cut;
             return done(null, chunk);
           }
           done();
           close();
+          if (cut.thenDown) void this.down();
         },
       });
       const toClient = new Transform({
@@ -35,6 +36,7 @@ export class FlakyProxy {
           if (!losing) return done(null, chunk);
           done();
           close();
+          if (losing.thenDown) void this.down();
         },
       });
       client.pipe(toServer).pipe(upstream).pipe(toClient).pipe(client);
@@ -55,10 +57,10 @@ export class FlakyProxy {
   /**
    * Cuts the connection that next sends a message containing `marker`: with `forward` the server
    * gets the message and its answer is dropped (a COMMIT carried out, its client left in doubt);
-   * without, the message never arrives.
+   * without, the message never arrives. With `thenDown` the proxy goes down at that moment too.
    */
-  cutAt(marker: string | Buffer, forward: boolean): void {
-    this.cutMarker = { marker: Buffer.from(marker), forward };
+  cutAt(marker: string | Buffer, forward: boolean, thenDown = false): void {
+    this.cutMarker = { marker: Buffer.from(marker), forward, thenDown };
   }
 
   /** Cuts every connection and refuses new ones. */

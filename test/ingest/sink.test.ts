@@ -310,6 +310,39 @@ for (const forward of [true, false]) {
   });
 }
 
+test('a batch in doubt while the database is unreachable: the outage is reported, and once it returns the batch is found committed, not written again', async () => {
+  const target = new URL(db.url);
+  const proxy = new FlakyProxy(target.hostname, Number(target.port || 5432));
+  await proxy.up();
+  const pool = new Pool({ connectionString: urlThrough(db.url, proxy.port), max: 2, connectionTimeoutMillis: 1000 });
+  pool.on('error', () => undefined);
+  const sink = new ReadingSink(pool, { batchSize: 1000, maxWaitMs: 10, bufferMax: 10_000 });
+  const states: boolean[] = [];
+  sink.on('database', (up: boolean) => states.push(up));
+  const t = now() - 20_000;
+  const good = Array.from({ length: 10 }, (_, i) => reading(0, { time: new Date(t + i) }));
+  try {
+    proxy.cutAt(simpleQueryMessage('commit'), true, true);
+    const receipt = sink.store(good);
+    receipt.catch(() => undefined); // awaited below; a failed run closes the sink first, which rejects it
+    await waitFor(() => !sink.stats.databaseUp, 5000, 'the outage to be reported while the batch is in doubt');
+    assert.is(sink.stats.commitsInDoubt, 1);
+    await sleep(300);
+    await proxy.up();
+    const answer = await within(15_000, receipt, 'the receipt after the database returned');
+    await within(15_000, sink.close(), 'close');
+    assert.equal({ stored: answer.stored, duplicates: answer.duplicates }, { stored: 10, duplicates: 0 });
+    assert.is(sink.stats.duplicates, 0);
+    assert.is(await count(`time >= '${new Date(t).toISOString()}' and time < '${new Date(t + 10).toISOString()}'`), 10);
+    assert.equal(states, [false, true]);
+  } finally {
+    // A failed run must not leave the sink asking for ever (and pool.end() waiting on it).
+    await sink.close({ deadlineMs: 1000 }).catch(() => undefined);
+    await pool.end();
+    await proxy.down();
+  }
+});
+
 test('readings the database refuses for a rule only it knows are isolated by halving; the rest of the batch is stored', async () => {
   await db.pool.query(`alter table iot_private.sensor_readings add constraint test_refuses_13_5 check (value <> 13.5)`);
   try {
