@@ -2,6 +2,7 @@
 // ingest path does while the database is unreachable (without stopping the shared server).
 import { createServer, Server, Socket, connect } from 'node:net';
 import { Transform } from 'node:stream';
+import { Pool, PoolConfig } from 'pg';
 
 export class FlakyProxy {
   private server: Server | undefined;
@@ -85,4 +86,14 @@ export function simpleQueryMessage(sql: string): Buffer {
   const length = Buffer.alloc(4);
   length.writeInt32BE(text.length + 4);
   return Buffer.concat([Buffer.from('Q'), length, text]);
+}
+
+/** A FlakyProxy in front of the database at `url`, up, and a pool through it (its idle clients' errors ignored). */
+export async function poolThroughProxy(url: string, options: Omit<PoolConfig, 'connectionString'> = {}): Promise<{ proxy: FlakyProxy; pool: Pool }> {
+  const target = new URL(url);
+  const proxy = new FlakyProxy(target.hostname, Number(target.port || 5432));
+  await proxy.up();
+  const pool = new Pool({ ...options, connectionString: urlThrough(url, proxy.port) });
+  pool.on('error', () => undefined);
+  return { proxy, pool };
 }

@@ -1,6 +1,5 @@
 import { execFile, spawn, spawnSync, ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
-import { Pool } from 'pg';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseModbusAddress } from '../../src/ingest/modbus/address';
@@ -13,7 +12,7 @@ import { freePort } from '../../src/lib/embedded/ports';
 import { seedDemoPlant } from '../../src/sim/demo-plant';
 import { ModbusPlant, ModbusSimServer, registerModbusPlant } from '../../src/sim/modbus-server';
 import { createTestDatabase, seedSmallPlant, TestDatabase } from '../helpers/db';
-import { FlakyProxy, urlThrough } from '../helpers/proxy';
+import { poolThroughProxy } from '../helpers/proxy';
 import { sleep, waitFor } from '../helpers/wait';
 
 const execFileAsync = promisify(execFile);
@@ -332,11 +331,7 @@ test('server restarts mid-stream and a stop of the poller: every answered poll s
 });
 
 test('database down during polling: answered polls are buffered, then polling waits; nothing lost, events kept in order', async () => {
-  const target = new URL(db.url);
-  const proxy = new FlakyProxy(target.hostname, Number(target.port || 5432));
-  await proxy.up();
-  const pool = new Pool({ connectionString: urlThrough(db.url, proxy.port), max: 3, connectionTimeoutMillis: 1000 });
-  pool.on('error', () => undefined);
+  const { proxy, pool } = await poolThroughProxy(db.url, { max: 3, connectionTimeoutMillis: 1000 });
   try {
     const s = await server();
     const small = new ReadingSink(pool, { batchSize: 50, maxWaitMs: 10, bufferMax: 200 });

@@ -1,7 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import mqtt, { MqttClient } from 'mqtt';
-import { Pool } from 'pg';
 import { MqttIngestor } from '../../src/ingest/mqtt';
 import { RegistryCache } from '../../src/ingest/registry';
 import { ReadingSink } from '../../src/ingest/sink';
@@ -9,7 +8,7 @@ import { specs } from '../../src/lib/config';
 import { publishAsDevice, testBroker } from '../helpers/broker';
 import { loadContract } from '../helpers/contract';
 import { createTestDatabase, seedSmallPlant, TestDatabase } from '../helpers/db';
-import { FlakyProxy, urlThrough } from '../helpers/proxy';
+import { poolThroughProxy } from '../helpers/proxy';
 import { sleep, waitFor } from '../helpers/wait';
 
 const test = suite('ingest: MQTT end to end through a real broker');
@@ -176,11 +175,7 @@ test('a device registered while the ingestor runs is recognised without a restar
 });
 
 test('database down: ingest buffers within its bound, stops reading the broker, and loses nothing', async () => {
-  const target = new URL(db.url);
-  const proxy = new FlakyProxy(target.hostname, Number(target.port || 5432));
-  await proxy.up();
-  const pool = new Pool({ connectionString: urlThrough(db.url, proxy.port), max: 3, connectionTimeoutMillis: 1000 });
-  pool.on('error', () => undefined);
+  const { proxy, pool } = await poolThroughProxy(db.url, { max: 3, connectionTimeoutMillis: 1000 });
   const reg = new RegistryCache(pool);
   await reg.start();
   const smallSink = new ReadingSink(pool, { batchSize: 50, maxWaitMs: 10, bufferMax: 100 });

@@ -1,7 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
-import { Pool } from 'pg';
 import { KEY_PATTERN, createDeviceKey, listDeviceKeys, revokeDeviceKey } from '../../src/ingest/rest/device-keys';
 import type { RestIngestLimits } from '../../src/ingest/rest/router';
 import { RestIngestServer } from '../../src/ingest/rest/server';
@@ -10,7 +9,7 @@ import { RegistryCache } from '../../src/ingest/registry';
 import { ReadingSink } from '../../src/ingest/sink';
 import { createTestDatabase, seedSmallPlant, TestDatabase } from '../helpers/db';
 import { startTestApi } from '../helpers/graphql';
-import { FlakyProxy, urlThrough } from '../helpers/proxy';
+import { poolThroughProxy } from '../helpers/proxy';
 import { sleep, waitFor } from '../helpers/wait';
 
 const test = suite('ingest: REST endpoint for REST_API devices');
@@ -282,11 +281,7 @@ test('readings handed to store() share batches with add() readings and each is a
 });
 
 test('503 with Retry-After while the database is down and the buffer is full; nothing lost: all stored when it returns, once', async () => {
-  const target = new URL(db.url);
-  const proxy = new FlakyProxy(target.hostname, Number(target.port || 5432));
-  await proxy.up();
-  const pool = new Pool({ connectionString: urlThrough(db.url, proxy.port), max: 2, connectionTimeoutMillis: 1000 });
-  pool.on('error', () => undefined);
+  const { proxy, pool } = await poolThroughProxy(db.url, { max: 2, connectionTimeoutMillis: 1000 });
   const s = new ReadingSink(pool, { batchSize: 100, maxWaitMs: 10, bufferMax: 10, writers: 1 });
   const srv = await startServer({ ...LIMITS, keyCacheMs: 60_000, commitTimeoutMs: 500 }, s, pool);
   let proxyDown = false;

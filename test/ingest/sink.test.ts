@@ -12,7 +12,7 @@ import { renderMetrics } from '../../src/lib/metrics';
 import { crontab } from '../../src/lib/worker';
 import pruneDeadLetters from '../../workers/dead_letters__prune';
 import { createTestDatabase, seedSmallPlant, TestDatabase } from '../helpers/db';
-import { FlakyProxy, simpleQueryMessage, urlThrough } from '../helpers/proxy';
+import { poolThroughProxy, simpleQueryMessage, urlThrough } from '../helpers/proxy';
 import { onTiers } from '../helpers/tier';
 import { sleep, waitFor } from '../helpers/wait';
 
@@ -152,11 +152,7 @@ test('readings the database refuses are isolated by halving; good readings besid
 });
 
 test('while the database is down the sink holds readings within its bound and stores them all when it returns', async () => {
-  const target = new URL(db.url);
-  const proxy = new FlakyProxy(target.hostname, Number(target.port || 5432));
-  await proxy.up();
-  const pool = new Pool({ connectionString: urlThrough(db.url, proxy.port), max: 2, connectionTimeoutMillis: 1000 });
-  pool.on('error', () => undefined);
+  const { proxy, pool } = await poolThroughProxy(db.url, { max: 2, connectionTimeoutMillis: 1000 });
   const sink = new ReadingSink(pool, { batchSize: 100, maxWaitMs: 10, bufferMax: 500 });
   const states: boolean[] = [];
   sink.on('database', (up: boolean) => states.push(up));
@@ -283,11 +279,7 @@ test('a database that stops answering mid-transaction: the watchdog cuts the con
 // one that did not commit is written again.
 for (const forward of [true, false]) {
   test(`a connection lost while a batch commits (${forward ? 'the commit done, its answer lost' : 'the commit never arrived'}): stored, counted, receipted and dead-lettered once`, async () => {
-    const target = new URL(db.url);
-    const proxy = new FlakyProxy(target.hostname, Number(target.port || 5432));
-    await proxy.up();
-    const pool = new Pool({ connectionString: urlThrough(db.url, proxy.port), max: 2 });
-    pool.on('error', () => undefined);
+    const { proxy, pool } = await poolThroughProxy(db.url, { max: 2 });
     const sink = new ReadingSink(pool, { batchSize: 1000, maxWaitMs: 10, bufferMax: 10_000 });
     const t = now() - (forward ? 0 : 10_000);
     const good = Array.from({ length: 20 }, (_, i) => reading(0, { time: new Date(t + i) }));
@@ -311,11 +303,7 @@ for (const forward of [true, false]) {
 }
 
 test('a batch in doubt while the database is unreachable: the outage is reported, and once it returns the batch is found committed, not written again', async () => {
-  const target = new URL(db.url);
-  const proxy = new FlakyProxy(target.hostname, Number(target.port || 5432));
-  await proxy.up();
-  const pool = new Pool({ connectionString: urlThrough(db.url, proxy.port), max: 2, connectionTimeoutMillis: 1000 });
-  pool.on('error', () => undefined);
+  const { proxy, pool } = await poolThroughProxy(db.url, { max: 2, connectionTimeoutMillis: 1000 });
   const sink = new ReadingSink(pool, { batchSize: 1000, maxWaitMs: 10, bufferMax: 10_000 });
   const states: boolean[] = [];
   sink.on('database', (up: boolean) => states.push(up));
@@ -445,11 +433,7 @@ test('dead letters are rate-limited per source: beyond the burst they are counte
 
 test('close() with the database down spills what it could not write; the next sink replays it and removes the file', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'iot-spill-'));
-  const target = new URL(db.url);
-  const proxy = new FlakyProxy(target.hostname, Number(target.port || 5432));
-  await proxy.up();
-  const pool = new Pool({ connectionString: urlThrough(db.url, proxy.port), max: 2 });
-  pool.on('error', () => undefined);
+  const { proxy, pool } = await poolThroughProxy(db.url, { max: 2 });
   try {
     const sink = new ReadingSink(pool, { batchSize: 500, maxWaitMs: 10, bufferMax: 100_000, spillDir: dir });
     await proxy.down();

@@ -22,7 +22,7 @@ import { settingsFor, verifyRequest, type TokenRules } from '../../src/server/au
 import rollupHourly from '../../workers/performance__rollup_hourly';
 import pruneLogs from '../../workers/performance__prune_logs';
 import { createTestDatabase, seedSmallPlant, TestDatabase } from '../helpers/db';
-import { FlakyProxy, urlThrough } from '../helpers/proxy';
+import { poolThroughProxy } from '../helpers/proxy';
 import { sleep, waitFor } from '../helpers/wait';
 
 const test = suite('server: performance logs (api_performance_log, query_performance_log, system_resource_metrics, performance_metrics_cache)');
@@ -151,11 +151,7 @@ test('a request slower than API_SLOW_QUERY_MS is also in query_performance_log, 
 });
 
 test('with the database unreachable the writer does not block and does not grow: it drops and counts; it writes again once the database is back', async () => {
-  const target = new URL(db.url);
-  const proxy = new FlakyProxy(target.hostname, Number(target.port || 5432));
-  await proxy.up();
-  const pool = new Pool({ connectionString: urlThrough(db.url, proxy.port), max: 2, connectionTimeoutMillis: 1000 });
-  pool.on('error', () => undefined);
+  const { proxy, pool } = await poolThroughProxy(db.url, { max: 2, connectionTimeoutMillis: 1000 });
   const down = new PerfLogWriter((text, values) => pool.query(text, values), { flushMs: 50, flushRows: 100, maxBuffered: 1000, writeTimeoutMs: 1000 });
   try {
     await proxy.down();
