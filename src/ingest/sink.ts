@@ -108,8 +108,8 @@ export function isConnectionError(error: unknown): boolean {
  */
 export function isDataError(error: unknown): boolean {
   if (isConnectionError(error)) return false;
-  const code = (error as { code?: string })?.code;
-  if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) return true;
+  const code = sqlState(error);
+  if (!code) return true;
   // 53200 (out of memory, e.g. the lock table) can be this batch's own doing: a smaller one may pass.
   return /^(22|23|P0|XX|54)/.test(code) || code === '57014' || code === '53200';
 }
@@ -200,6 +200,12 @@ function readingJson(r: Reading): string {
   }
 }
 
+/** The SQLSTATE of an error the server sent, or undefined (an error of the socket or of this process). */
+function sqlState(error: unknown): string | undefined {
+  const code = (error as { code?: unknown })?.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
 /** Cuts a client's socket: its pending query fails at once and the server rolls the transaction back. */
 function cutConnection(client: PoolClient): void {
   const stream = (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream;
@@ -217,13 +223,15 @@ interface SpillOrigin {
 type Tagged = { [ORIGIN]?: SpillOrigin };
 
 type BatchResult = { inserted: string; duplicates: string; rejected: string };
+/** Per receipted reading of a batch (receiptKey), whether its transaction inserted it. */
+type ReceiptOutcomes = Map<string, { inserted: boolean }>;
 /** A batch whose connection was lost while its COMMIT ran: its txid and what it would have counted. */
 interface InDoubt {
   txid: string;
   /** pg_postmaster_start_time() as the batch began: a txid is only asked of the server that gave it. */
   serverStart: string;
   result: BatchResult;
-  outcomes: Map<string, { inserted: boolean }> | undefined;
+  outcomes: ReceiptOutcomes | undefined;
 }
 
 /** What store() answers once every reading handed in is committed or dead-lettered. Indexes are positions in the array given. */
@@ -412,7 +420,7 @@ export class ReadingSink extends EventEmitter {
   }
 
   /** In a batch transaction, after ingest_staged_readings(): per (device, sensor type, time) still staged, whether this transaction inserted it. */
-  private async receiptOutcomes(client: PoolClient, batch: Reading[]): Promise<Map<string, { inserted: boolean }> | undefined> {
+  private async receiptOutcomes(client: PoolClient, batch: Reading[]): Promise<ReceiptOutcomes | undefined> {
     const devices: string[] = [];
     const types: string[] = [];
     const times: Date[] = [];
@@ -433,7 +441,7 @@ export class ReadingSink extends EventEmitter {
        from unnest($1::uuid[], $2::text[], $3::timestamptz[]) as k (device_id, sensor_type, time)
        left join pg_temp.reading_staging s on s.device_id = k.device_id and s.sensor_type = k.sensor_type and s.time = k.time`,
       [devices, types, times]);
-    const out = new Map<string, { inserted: boolean }>();
+    const out: ReceiptOutcomes = new Map();
     for (const row of rows) {
       if (row.inserted || row.stored) out.set(receiptKey(row.device_id, row.sensor_type, row.time.getTime()), { inserted: row.inserted });
     }
@@ -441,7 +449,7 @@ export class ReadingSink extends EventEmitter {
   }
 
   /** After the commit: each receipted reading of the batch was stored, a duplicate, or moved to dead letters by the database. */
-  private settleReceipts(batch: Reading[], outcomes: Map<string, { inserted: boolean }>): void {
+  private settleReceipts(batch: Reading[], outcomes: ReceiptOutcomes): void {
     for (const r of batch) {
       if (!(r as Receipted)[RECEIPT]) continue;
       const o = outcomes.get(receiptKey(r.deviceId.toLowerCase(), r.sensorType, r.time.getTime()));
@@ -791,14 +799,15 @@ export class ReadingSink extends EventEmitter {
 
   /** One txid_status() question on a connection of its own, cut (as a connection error) if it takes longer than a batch may. */
   private async askCommitStatus(doubt: InDoubt): Promise<{ status: string | null; same_server: boolean }> {
-    const client = await this.connect(Math.min(this.txTimeoutMs, 10_000));
+    const ms = Math.min(this.txTimeoutMs, 10_000);
+    const client = await this.connect(ms);
     let broken: Error | undefined;
     const onError = (e: Error) => (broken = e); // a socket lost while checked out must not become an uncaught 'error'
     client.on('error', onError);
     const watchdog = setTimeout(() => {
       broken = Object.assign(new Error('no answer to txid_status in time'), { code: 'ETIMEDOUT' });
       cutConnection(client);
-    }, Math.min(this.txTimeoutMs, 10_000));
+    }, ms);
     try {
       const { rows: [row] } = await client.query<{ status: string | null; same_server: boolean }>(
         'select txid_status($1::bigint) as status, pg_postmaster_start_time() = $2::timestamptz as same_server', [doubt.txid, doubt.serverStart]);
@@ -851,7 +860,7 @@ export class ReadingSink extends EventEmitter {
     let serverStart = '';
     let committing = false;
     let result: BatchResult = { inserted: '0', duplicates: '0', rejected: '0' };
-    let outcomes: Map<string, { inserted: boolean }> | undefined;
+    let outcomes: ReceiptOutcomes | undefined;
     // A connection that dies while checked out emits 'error' on the client; the running query
     // rejects as well, which is where it is handled. Without a listener the process would crash.
     const onError = (error: Error) => (broken = error);
@@ -898,9 +907,8 @@ export class ReadingSink extends EventEmitter {
       broken = cut ? Object.assign(new Error(`batch transaction cut after ${cutAfter} ms`), { code: 'ETIMEDOUT', watchdog: true }) : (error as Error);
       // An error the server sent for the COMMIT means it did not commit; anything else (the socket, a
       // cut, a server going down) leaves it open.
-      const code = (error as { code?: unknown }).code;
-      const serverSaid = typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && !code.startsWith('08') && !code.startsWith('57P');
-      if (committing && (cut || !serverSaid)) {
+      const code = sqlState(error);
+      if (committing && (cut || !code || /^(08|57P)/.test(code))) {
         throw Object.assign(broken, { inDoubt: { txid, serverStart, result, outcomes } satisfies InDoubt });
       }
       if (!cut && !isConnectionError(error)) await client.query('rollback').catch(() => undefined);
@@ -914,17 +922,19 @@ export class ReadingSink extends EventEmitter {
     this.settleCommitted(batch, letters, result, outcomes);
   }
 
-  /** After the commit: its bookkeeping. A failure here (a listener's) must not make the batch look unwritten. */
-  private settleCommitted(batch: Reading[], letters: PreparedDeadLetter[], result: BatchResult, outcomes: Map<string, { inserted: boolean }> | undefined): void {
+  /**
+   * The bookkeeping of a committed batch: counters, receipts, spill files, events. A failure here (a
+   * listener's) is logged: it must not make the stored batch look unwritten.
+   */
+  private settleCommitted(batch: Reading[], letters: PreparedDeadLetter[], result: BatchResult, outcomes: ReceiptOutcomes | undefined): void {
     try {
-      this.committed(batch, letters, result, outcomes);
+      this.countCommitted(batch, letters, result, outcomes);
     } catch (error) {
       log.error('bookkeeping after a committed batch failed; the batch is stored', { error, readings: batch.length });
     }
   }
 
-  /** The bookkeeping of a committed batch: counters, receipts, spill files, events. */
-  private committed(batch: Reading[], letters: PreparedDeadLetter[], result: BatchResult, outcomes: Map<string, { inserted: boolean }> | undefined): void {
+  private countCommitted(batch: Reading[], letters: PreparedDeadLetter[], result: BatchResult, outcomes: ReceiptOutcomes | undefined): void {
     if (outcomes) this.settleReceipts(batch, outcomes);
     batchCommitted(batch, Number(result.inserted), letters.length);
     this.stats.stored += Number(result.inserted);

@@ -433,9 +433,10 @@ test('200 subscribers on one instance get each event once, for at most one datab
     assert.is(busy.payloadCalls, 1, 'the outbox payload is fetched once for 100 subscribers');
     // The outbox fetch is the one query of the two events (the reading costs none), and live_event_payload was called
     // once (above). The database-wide count also sees what runs beside the API: pg-pubsub's keep-alive `select 1`
-    // (every 25 s), autovacuum, TimescaleDB's scheduler on tier 1 (CI saw 4, and once 38); so up to 100 are allowed.
-    // A query per subscriber would be 100 per event, 200 for the two. The instance's flush of held-back live readings (one or two runs after the
-    // batch, for all its subscribers together; a second if a stats flush lands late) is counted apart. It ran 4 times
+    // (every 25 s), autovacuum, TimescaleDB's scheduler on tier 1 (CI saw 4, and once 38); so up to 100 are
+    // allowed. A query per subscriber would be 100 per event, 200 for the two. The instance's flush of held-back
+    // live readings (one or two runs after the batch, for all its subscribers together; a second if a stats flush
+    // lands late) is counted apart. It ran 4 times
     // while the flush remembered a batch seen by an earlier test's subscribers (fixed: forgotten when nobody watches).
     assert.ok(busy.flushCalls <= 2, `the live-readings flush ran ${busy.flushCalls} times for one batch`);
     assert.ok(busy.commits - busy.flushCalls - quiet.commits <= 100,
