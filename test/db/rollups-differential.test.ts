@@ -78,11 +78,12 @@ async function pendingInvalidations(): Promise<number> {
 }
 
 const now = Date.now();
+/** The UTC day restored from a backup in the first test: fully covered by readings, 9 to 10 days old. */
+const backfillDay = Math.floor((now - 10 * DAY) / DAY) * DAY;
 const every = (from: number, to: number, step: number) => Array.from({ length: Math.floor((to - from) / step) }, (_, i) => from + i * step);
 
 test('current and backfilled readings: the rollups equal raw aggregates before and after the first refresh', async () => {
   await ingest(every(now - 6 * HOUR, now, 20_000));
-  const backfillDay = Math.floor((now - 10 * DAY) / DAY) * DAY;
   await ingest(every(backfillDay, backfillDay + DAY, MINUTE)); // a day restored from a backup, before any refresh
   await assertRollupsEqualRaw('before the first refresh');
   const ms = await timedRefresh();
@@ -178,7 +179,9 @@ test('rollup retention per relation: the 1m rollup is dropped after its days, 1h
   const slack = db.tier === 1 ? 10 * DAY : 0;
   const left = Number((await db.pool.query(`select count(*) as n from iot_private.sensor_readings_1m where bucket < $1`, [new Date(cutoff - slack)])).rows[0].n);
   assert.is(left, 0, '1m buckets older than the retention are gone');
-  await ingest([now - 10 * DAY + 3 * HOUR + 900]); // a late reading in a day whose 1m buckets are gone
+  // A late reading in the backfilled day, whose 1m buckets are gone but whose hour and day buckets exist
+  // (not now - 10 days + 3 h: after 21:00 UTC that is the next day, which has no 1h or 1d bucket yet).
+  await ingest([backfillDay + 3 * HOUR + 900]);
   await refreshRollups(db.pool);
   assert.is(Number((await db.pool.query(`select count(*) as n from iot_private.sensor_readings_1m where bucket < $1`, [new Date(cutoff - slack)])).rows[0].n), 0,
     'a refresh does not recompute dropped 1m buckets');

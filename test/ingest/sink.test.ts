@@ -474,10 +474,12 @@ onTiers(test, [3], 'tiers 1-2: TimescaleDB makes chunks')('tier 3: a batch dated
   assert.is(await count(`time in ('2001-03-04T05:06:07Z', '2010-07-08T09:10:11Z', '${new Date(t).toISOString()}')`), 3);
   // A reading 100 days old gets a month (clipped to its neighbours), one 10 days old its day.
   const ensure = (at: number) => db.pool.query(`select iot_private.ensure_partitions_for('sensor_readings', array[$1::timestamptz]) as n`, [new Date(at)]);
-  assert.is((await ensure(Date.now() - 100 * 86_400_000)).rows[0].n, 1);
-  assert.is((await ensure(Date.now() - 100 * 86_400_000 + 3600_000)).rows[0].n, 0, 'the same partition holds the hour after');
-  assert.is((await ensure(Date.now() - 10 * 86_400_000)).rows[0].n, 1);
-  const ten = new Date(Date.now() - 10 * 86_400_000).toISOString().slice(0, 10).replace(/-/g, '');
+  // Noon UTC, so that the hour after is in the same day and month whatever the time of the run.
+  const noonDaysAgo = (days: number) => Math.floor((Date.now() - days * 86_400_000) / 86_400_000) * 86_400_000 + 12 * 3600_000;
+  assert.is((await ensure(noonDaysAgo(100))).rows[0].n, 1);
+  assert.is((await ensure(noonDaysAgo(100) + 3600_000)).rows[0].n, 0, 'the same partition holds the hour after');
+  assert.is((await ensure(noonDaysAgo(10))).rows[0].n, 1);
+  const ten = new Date(noonDaysAgo(10)).toISOString().slice(0, 10).replace(/-/g, '');
   assert.ok((await partitions()).some((p) => p.partition_name === `sensor_readings_p${ten}`), 'a day partition, named as before');
   // The span function (the job that makes partitions ahead, benchmarks) stays within the same bound.
   const span = await db.pool.query(`select iot_private.ensure_partitions('sensor_readings', '2003-01-01', '2005-06-01') as n`);
