@@ -48,7 +48,7 @@ export class HopRecorder {
       return add(readings);
     };
     // The batch a query belongs to: writeOnce runs inside its own async context.
-    const batchContext = new AsyncLocalStorage<{ fnStart?: number; commitStart?: number }>();
+    const batchContext = new AsyncLocalStorage<{ fnStart?: number; commitStart?: number; committed?: number }>();
     const connect = pool.connect.bind(pool) as () => Promise<PoolClient>;
     (pool as { connect: unknown }).connect = async () => {
       const client = await connect();
@@ -60,7 +60,13 @@ export class HopRecorder {
           const context = batchContext.getStore();
           if (context && typeof args[0] === 'string') {
             if (args[0].includes('ingest_staged_readings')) context.fnStart = Date.now();
-            else if (args[0] === 'commit') context.commitStart = Date.now();
+            else if (args[0] === 'commit' && context.commitStart === undefined) {
+              // The readings' commit; the event detector's transaction follows it (not on the live path).
+              context.commitStart = Date.now();
+              const done = query(...args) as Promise<unknown>;
+              done.then(() => (context.committed = Date.now()), () => undefined);
+              return done;
+            }
           }
           return query(...args);
         };
@@ -71,9 +77,9 @@ export class HopRecorder {
     const writeOnce = target.writeOnce.bind(sink);
     target.writeOnce = async (batch, letters) => {
       const started = Date.now();
-      const context: { fnStart?: number; commitStart?: number } = {};
+      const context: { fnStart?: number; commitStart?: number; committed?: number } = {};
       await batchContext.run(context, () => writeOnce(batch, letters));
-      const committed = Date.now();
+      const committed = context.committed ?? Date.now();
       const fnStart = context.fnStart ?? started;
       const commitStart = context.commitStart ?? committed;
       if (batch.length) {

@@ -1,10 +1,11 @@
 -- The one way telemetry gets in. The sink (src/ingest/sink.ts) COPYs a batch into the session's
 -- temporary table pg_temp.reading_staging and calls iot_private.ingest_staged_readings() in the
--- same transaction. Everything per batch is set-based: one insert, one heartbeat update, one
--- NOTIFY per tenant, one live-readings NOTIFY per device at most once per interval, one SPC
--- measurement NOTIFY per active control limit (sql/600_live_events.sql). (A statement-level
--- trigger with transition tables would be the textbook place, but TimescaleDB refuses transition
--- tables on hypertables, so the batch function does it.)
+-- same transaction; it runs the event detector after the commit (sql/515_events_after_commit.sql).
+-- Everything per batch is set-based: one insert, one heartbeat update, one NOTIFY per tenant, one
+-- live-readings NOTIFY per device at most once per interval, one SPC measurement NOTIFY per active
+-- control limit (sql/600_live_events.sql). (A statement-level trigger with transition tables
+-- would be the textbook place, but TimescaleDB refuses transition tables on hypertables, so the
+-- batch function does it.)
 
 create or replace function iot_private.create_reading_staging() returns void
   language plpgsql
@@ -26,8 +27,11 @@ begin
 end
 $$;
 
+-- detect_events: false when the caller runs the event detector after the commit, in a transaction
+-- of its own (the sink: sql/515_events_after_commit.sql), so the readings' NOTIFYs do not wait for it.
+drop function if exists iot_private.ingest_staged_readings();  -- before detect_events existed
 create or replace function iot_private.ingest_staged_readings(
-  out inserted bigint, out duplicates bigint, out rejected bigint)
+  detect_events boolean default true, out inserted bigint, out duplicates bigint, out rejected bigint)
   language plpgsql
   set search_path = pg_catalog, pg_temp
   set jit = off  -- compiling these plans costs more than running them, every batch
@@ -269,11 +273,13 @@ begin
   end loop;
   duplicates := staged - rejected - inserted;
   -- Threshold and anomaly events for this batch, set-based (sql/510_batch_events.sql).
-  perform iot_private.detect_batch_events();
+  if detect_events then
+    perform iot_private.detect_batch_events();
+  end if;
 end
 $$;
-comment on function iot_private.ingest_staged_readings() is
-  'Stores the batch in pg_temp.reading_staging: dead-letters orphans, inserts the rest once (duplicates skipped), updates heartbeats, NOTIFYs per tenant (iot_readings), per due device (iot_live_readings, at most once per live_reading_interval_ms) and per active SPC limit (iot_spc measurement points).';
+comment on function iot_private.ingest_staged_readings(boolean) is
+  'Stores the batch in pg_temp.reading_staging: dead-letters orphans, inserts the rest once (duplicates skipped), updates heartbeats, NOTIFYs per tenant (iot_readings), per due device (iot_live_readings, at most once per live_reading_interval_ms) and per active SPC limit (iot_spc measurement points); then, unless detect_events is false, raises the batch''s threshold and anomaly events.';
 
 -- Dead letters, one statement per batch. The sink (src/ingest/dead-letters.ts) has already clipped
 -- topic and payload, kept their original size and SHA-256, and made every text safe for PostgreSQL;

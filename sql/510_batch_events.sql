@@ -1,7 +1,9 @@
 -- Threshold (SENSOR_OUT_OF_RANGE, with hysteresis and minimum durations) and anomaly
 -- (ANOMALY_DETECTED) events, per batch.
--- Called by iot_private.ingest_staged_readings() at the end of every ingest batch, in the same
--- transaction, with the batch still in pg_temp.reading_staging (orphans already removed). Set-based:
+-- Called after every ingest batch commits, with the batch's stored readings loaded into
+-- pg_temp.reading_staging (iot_private.detect_stored_events, sql/515_events_after_commit.sql), or
+-- by iot_private.ingest_staged_readings() in the batch's own transaction (orphans already
+-- removed) for a caller that wants the events in the same commit. Set-based:
 -- window functions over the batch, one statement for the statistics of every channel in the batch,
 -- no loop over readings or channels. Events are rare by construction (one per excursion, at most one
 -- anomaly per channel per 5 minutes), so the row triggers on equipment_events stay cheap.

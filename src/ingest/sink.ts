@@ -1,6 +1,8 @@
 // The one ReadingSink every protocol writes through (DESIGN.md, "Data flow").
 // Readings are buffered, COPYed in batches into the session's staging table and stored by
-// iot_private.ingest_staged_readings() (dedup, heartbeats, NOTIFY) in one transaction per batch.
+// iot_private.ingest_staged_readings() (dedup, heartbeats, NOTIFY) in one transaction per batch;
+// the threshold and anomaly detector then runs over them in a second transaction, so the live
+// NOTIFYs never wait for it (sql/515_events_after_commit.sql says why nothing is missed).
 //  - Natural batching: a free writer starts a batch at once with what is buffered (up to
 //    `batchSize`), so at low rates a reading waits about one batch's cost, and at high rates
 //    batches grow to what arrived while the writers were busy. A further writer (another is busy)
@@ -78,6 +80,8 @@ export interface SinkStats {
   transactionTimeouts: number;
   /** Batches whose connection was lost while their COMMIT ran, resolved by asking txid_status(). */
   commitsInDoubt: number;
+  /** Stored batches whose event detection (the transaction after their commit) failed; judged later. */
+  eventDetectionFailures: number;
   buffered: number;
   databaseUp: boolean;
   spilledReadings: number;
@@ -299,7 +303,7 @@ export class ReadingSink extends EventEmitter {
   private readonly byClass = new Map<string, { written: number; suppressed: number }>();
   readonly stats: SinkStats = {
     received: 0, stored: 0, duplicates: 0, deadLetters: 0, deadLettersSuppressed: 0, deadLetterSummaries: 0, deadLettersRetrying: 0,
-    batches: 0, failedAttempts: 0, transactionTimeouts: 0, commitsInDoubt: 0, buffered: 0, databaseUp: true,
+    batches: 0, failedAttempts: 0, transactionTimeouts: 0, commitsInDoubt: 0, eventDetectionFailures: 0, buffered: 0, databaseUp: true,
     spilledReadings: 0, spilledDeadLetters: 0, replayedReadings: 0, replayedDeadLetters: 0, lostAtShutdown: 0,
   };
 
@@ -878,7 +882,8 @@ export class ReadingSink extends EventEmitter {
     try {
       // Four round trips per batch: begin (with the staging table), COPY, the function, commit. The
       // commit stays a message of its own: a connection lost while it runs leaves the batch in doubt,
-      // and txid_current() is what resolveDoubt() then asks txid_status() about.
+      // and txid_current() is what resolveDoubt() then asks txid_status() about. The detector's
+      // transaction follows the commit (detectEvents).
       const opened = await client.query(`begin; set local statement_timeout = ${ms}; set local lock_timeout = ${Math.max(1000, Math.floor(ms / 3))}; ` +
         `set local idle_in_transaction_session_timeout = ${ms}` + (batch.length ? '; select iot_private.create_reading_staging()' : '') +
         '; select txid_current()::text as txid, pg_postmaster_start_time()::text as server_start') as unknown as { rows: { txid: string; server_start: string }[] }[];
@@ -898,11 +903,15 @@ export class ReadingSink extends EventEmitter {
           }
         });
         ({ rows: [result] } = await client.query<BatchResult>(
-          'select * from iot_private.ingest_staged_readings()'));
+          'select * from iot_private.ingest_staged_readings(detect_events => false)'));
         if (this.receipts.size) outcomes = await this.receiptOutcomes(client, batch); // only while store() waits
       }
       committing = true;
       await client.query('commit');
+      committing = false;
+      // Stored: counted and receipted now; the batch's writer stays busy until its events are judged.
+      this.settleCommitted(batch, letters, result, outcomes);
+      if (Number(result.inserted) > 0) await this.detectEvents(client, batch, ms);
     } catch (error) {
       broken = cut ? Object.assign(new Error(`batch transaction cut after ${cutAfter} ms`), { code: 'ETIMEDOUT', watchdog: true }) : (error as Error);
       // An error the server sent for the COMMIT means it did not commit; anything else (the socket, a
@@ -919,7 +928,36 @@ export class ReadingSink extends EventEmitter {
       // A cut or broken connection is destroyed, never handed back to the pool.
       client.release(cut || (broken && isConnectionError(broken)) ? (broken ?? new Error('connection cut')) : undefined);
     }
-    this.settleCommitted(batch, letters, result, outcomes);
+  }
+
+  /**
+   * After the batch's commit (its readings and live NOTIFYs are out), in a transaction of its own:
+   * threshold and anomaly events over the batch's channels as stored (sql/515_events_after_commit.sql).
+   * Never throws: the batch is stored whatever happens here. A failure is logged and counted; the
+   * channel's next batch, or the events__catch_up job within a minute, judges those readings.
+   */
+  private async detectEvents(client: PoolClient, batch: Reading[], ms: number): Promise<void> {
+    const channels = new Map<string, { from: number; to: number; deviceId: string; sensorType: string }>();
+    for (const r of batch) {
+      const key = `${r.deviceId}/${r.sensorType}`;
+      const t = r.time.getTime();
+      const c = channels.get(key);
+      if (!c) channels.set(key, { from: t, to: t, deviceId: r.deviceId, sensorType: r.sensorType });
+      else if (t < c.from) c.from = t;
+      else if (t > c.to) c.to = t;
+    }
+    const list = [...channels.values()];
+    try {
+      await client.query(`begin; set local statement_timeout = ${ms}; set local lock_timeout = ${Math.max(1000, Math.floor(ms / 3))}`);
+      await client.query('select iot_private.detect_stored_events($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[])', [
+        list.map((c) => c.deviceId), list.map((c) => c.sensorType), list.map((c) => new Date(c.from)), list.map((c) => new Date(c.to))]);
+      await client.query('commit');
+    } catch (error) {
+      this.stats.eventDetectionFailures++;
+      log.warn('event detection after a stored batch failed; the readings are stored and are judged by the next batch or the events__catch_up job',
+        { error, readings: batch.length, channels: list.length });
+      if (!isConnectionError(error)) await client.query('rollback').catch(() => undefined);
+    }
   }
 
   /**
@@ -1101,6 +1139,7 @@ const sinkMetrics = [
   stat('iot_ingest_failed_attempts_total', 'Batch attempts that failed and were retried', 'counter', (s) => s.stats.failedAttempts),
   stat('iot_ingest_transaction_timeouts_total', 'Batch transactions cut by the watchdog', 'counter', (s) => s.stats.transactionTimeouts),
   stat('iot_ingest_commits_in_doubt_total', 'Batches whose connection was lost while they committed (asked of txid_status before any retry)', 'counter', (s) => s.stats.commitsInDoubt),
+  stat('iot_ingest_event_detection_failures_total', 'Stored batches whose event detection failed after the commit (their readings are judged by the next batch or the events__catch_up job)', 'counter', (s) => s.stats.eventDetectionFailures),
   stat('iot_ingest_buffered_readings', 'Readings waiting to be written', 'gauge', (s) => s.buffered),
   stat('iot_ingest_database_up', '0 while the sink cannot write to the database', 'gauge', (s) => (s.stats.databaseUp ? 1 : 0)),
   stat('iot_ingest_spilled_readings_total', 'Readings written to the spill file at shutdown', 'counter', (s) => s.stats.spilledReadings),

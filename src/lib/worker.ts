@@ -15,6 +15,7 @@ import rollupPerformance from '../../workers/performance__rollup_hourly';
 import prunePerformance from '../../workers/performance__prune_logs';
 import pruneLiveEvents from '../../workers/live_events__prune';
 import flushLiveReadings from '../../workers/live_events__flush';
+import catchUpEvents from '../../workers/events__catch_up';
 import { loadConfig } from './config';
 import { logger } from './log';
 
@@ -34,6 +35,7 @@ export const taskList: TaskList = {
   performance__prune_logs: prunePerformance,
   live_events__prune: pruneLiveEvents,
   live_events__flush: flushLiveReadings,
+  events__catch_up: catchUpEvents,
 };
 
 // Times are UTC. `?max=1`: a failed run is not retried; the next tick runs it again anyway.
@@ -44,6 +46,7 @@ export const crontab = (retentionDays: number, healthIntervalMinutes = 15, deadL
   '* * * * * spc__evaluate ?max=1',
   '* * * * * alerts__sweep ?max=1',
   '* * * * * live_events__flush ?max=1',
+  '* * * * * events__catch_up ?max=1',
   '47 * * * * live_events__prune ?max=1',
   '7 * * * * telemetry__create_partitions ?max=3',
   '37 * * * * telemetry__compress ?max=1',

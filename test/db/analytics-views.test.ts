@@ -70,6 +70,10 @@ async function seedKnownPlant(p: typeof acme, alertMinutes: { ack: number[]; res
 }
 
 test.before(async () => {
+  // The figures are of "yesterday" and "today" (UTC), seeded here and read by every test: a run that
+  // would pass midnight in between waits for the new day first (the suite takes about a second).
+  const toMidnight = 86_400_000 - (Date.now() % 86_400_000);
+  if (toMidnight < 30_000) await new Promise((r) => setTimeout(r, toMidnight + 1000));
   db = await createTestDatabase('analytics_views');
   acme = await seedSmallPlant(db.pool, 'acme', 'F1');
   globex = await seedSmallPlant(db.pool, 'globex', 'G1');
