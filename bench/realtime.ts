@@ -152,7 +152,13 @@ async function main() {
       const loopDelay = monitorEventLoopDelay({ resolution: 5 });
       loopDelay.enable();
       const published = await publish(rate, SECONDS);
+      // Stored readings are counted once the last one is in (at most 10 s after the publisher stopped).
+      const stopped = Date.now();
       await new Promise((r) => setTimeout(r, 1500));
+      while (sink.stats.stored - storedBefore < published.readings && Date.now() - stopped < 10_000) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const settledMs = Date.now() - stopped;
       const stored = sink.stats.stored - storedBefore;
       if (stored < published.readings) {
         const why = (await pool.query(`select reason, count(*)::int as n from iot_private.ingest_dead_letters group by 1 order by 2 desc limit 3`)).rows;
@@ -180,7 +186,7 @@ async function main() {
       const load = `${fmt(published.readings / published.seconds)} readings/s, ${plant.devices.length} subscribers`;
       rows.push(`| latency publish -> sensorReadingUpdated | ${load} | ` +
         `${ms(percentile(latencies, 50))} | ${ms(percentile(latencies, 99))} | ${ms(latencies[latencies.length - 1])} | ${fmt(latencies.length)} events` +
-        `${HOPS ? ' sent by their own batch' : ''}; ${fmt(stored)} of ${fmt(published.readings)} readings stored (dead letters ${sink.stats.deadLetters}) |`);
+        `${HOPS ? ' sent by their own batch' : ''}; ${fmt(stored)} of ${fmt(published.readings)} readings stored ${settledMs > 1600 ? `${(settledMs / 1000).toFixed(1)} s after the publisher stopped ` : ''}(dead letters ${sink.stats.deadLetters}) |`);
       if (flushed.length) {
         rows.push(`| trailing values after the publisher stopped | ${load} | ${ms(percentile(flushed, 50))} | ${ms(percentile(flushed, 99))} | ` +
           `${ms(flushed[flushed.length - 1])} | ${fmt(flushed.length)} events held back by LIVE_READING_INTERVAL_MS ${interval}, flushed once their device was quiet for it |`);
