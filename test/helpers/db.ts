@@ -31,6 +31,10 @@ export async function createTestDatabase(suite: string, options: { migrate?: boo
   const admin = new Client({ connectionString: adminUrl() });
   await admin.connect();
   await admin.query(`create database ${name}`);
+  // Sessions in UTC whatever the machine's zone (an embedded server takes it from initdb's
+  // environment): the suites' facilities are in UTC, and `now()::date` must be their day. Found by
+  // running the tests with TZ=Europe/Amsterdam: the analytics views' suite failed every run.
+  await admin.query(`alter database ${name} set timezone = 'UTC'`);
   await admin.end();
   const url = urlFor(name);
   let tier: Tier = 3;
