@@ -92,6 +92,9 @@ export interface SinkStats {
   lostAtShutdown: number;
 }
 
+/** A transaction's statement timeout, and lock waits of a third of it (at least 1 s). */
+const transactionLimits = (ms: number) => `set local statement_timeout = ${ms}; set local lock_timeout = ${Math.max(1000, Math.floor(ms / 3))}`;
+
 /** Errors that mean "the database is unreachable or going away", worth retrying as they are. */
 export function isConnectionError(error: unknown): boolean {
   const code = (error as { code?: string })?.code ?? '';
@@ -884,8 +887,7 @@ export class ReadingSink extends EventEmitter {
       // commit stays a message of its own: a connection lost while it runs leaves the batch in doubt,
       // and txid_current() is what resolveDoubt() then asks txid_status() about. The detector's
       // transaction follows the commit (detectEvents).
-      const opened = await client.query(`begin; set local statement_timeout = ${ms}; set local lock_timeout = ${Math.max(1000, Math.floor(ms / 3))}; ` +
-        `set local idle_in_transaction_session_timeout = ${ms}` + (batch.length ? '; select iot_private.create_reading_staging()' : '') +
+      const opened = await client.query(`begin; ${transactionLimits(ms)}; set local idle_in_transaction_session_timeout = ${ms}` + (batch.length ? '; select iot_private.create_reading_staging()' : '') +
         '; select txid_current()::text as txid, pg_postmaster_start_time()::text as server_start') as unknown as { rows: { txid: string; server_start: string }[] }[];
       ({ txid, server_start: serverStart } = opened[opened.length - 1].rows[0]);
       if (letters.length) await client.query('select iot_private.record_dead_letters($1::jsonb)', [lettersJson]);
@@ -939,7 +941,7 @@ export class ReadingSink extends EventEmitter {
   private async detectEvents(client: PoolClient, batch: Reading[], ms: number): Promise<void> {
     const channels = new Map<string, { from: number; to: number; deviceId: string; sensorType: string }>();
     for (const r of batch) {
-      const key = `${r.deviceId}/${r.sensorType}`;
+      const key = `${r.deviceId.toLowerCase()}/${r.sensorType}`;
       const t = r.time.getTime();
       const c = channels.get(key);
       if (!c) channels.set(key, { from: t, to: t, deviceId: r.deviceId, sensorType: r.sensorType });
@@ -948,7 +950,7 @@ export class ReadingSink extends EventEmitter {
     }
     const list = [...channels.values()];
     try {
-      await client.query(`begin; set local statement_timeout = ${ms}; set local lock_timeout = ${Math.max(1000, Math.floor(ms / 3))}`);
+      await client.query(`begin; ${transactionLimits(ms)}`);
       await client.query('select iot_private.detect_stored_events($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[])', [
         list.map((c) => c.deviceId), list.map((c) => c.sensorType), list.map((c) => new Date(c.from)), list.map((c) => new Date(c.to))]);
       await client.query('commit');

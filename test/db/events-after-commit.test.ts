@@ -3,7 +3,6 @@
 // transaction are still judged, once, by the channel's next batch or by the events__catch_up job.
 // The first test kills the real ingest process (`iot ingest mqtt`, SIGKILL) while its detector
 // transaction waits on a lock the test holds, after its readings committed.
-import { ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,11 +13,11 @@ import * as assert from 'uvu/assert';
 import { ReadingSink } from '../../src/ingest/sink';
 import { crontab, taskList } from '../../src/lib/worker';
 import { testBroker } from '../helpers/broker';
+import { startIngest, untilSubscribed } from '../helpers/ingest-process';
 import { createTestDatabase, seedSmallPlant, TestDatabase } from '../helpers/db';
 import { waitFor } from '../helpers/wait';
 
 const test = suite('db: events after the commit (a sink killed between its two transactions loses no event)');
-const root = join(__dirname, '..', '..');
 let db: TestDatabase;
 let plant: Awaited<ReturnType<typeof seedSmallPlant>>;
 
@@ -62,17 +61,6 @@ async function storeWithoutDetector(sensorType: string, readings: { t: number; v
   }
 }
 
-function startIngest(env: Record<string, string>): { child: ChildProcess; out: () => string; exited: Promise<unknown> } {
-  const child = spawn(process.execPath, ['-r', 'tsx/cjs', join(root, 'src/cli/main.ts'), 'ingest', 'mqtt'], {
-    cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  return { child, out: () => out, exited };
-}
-
 test('SIGKILL while the detector transaction runs: the readings are stored, and the next batch raises the missed event once', async () => {
   const broker = await testBroker();
   const dataDir = mkdtempSync(join(tmpdir(), 'iot-events-kill-'));
@@ -86,7 +74,7 @@ test('SIGKILL while the detector transaction runs: the readings are stored, and 
   const publish = (t: number, value: number) => publisher.publishAsync('facility/F1/workcenter/PRESS-1/sensor/TEMPERATURE',
     JSON.stringify({ deviceId: plant.deviceCode, value, timestamp: new Date(t).toISOString() }), { qos: 1 });
   try {
-    await waitFor(() => /\[ingest-mqtt\] subscribed/.test(ingest.out()), 30_000, `iot ingest mqtt to subscribe:\n${ingest.out()}`);
+    await untilSubscribed(ingest);
     const t1 = Date.now() - 60_000;
     await publish(t1, 50);
     await waitFor(async () => (await lastJudged('TEMPERATURE'))?.getTime() === t1, 10_000, 'the first reading judged');

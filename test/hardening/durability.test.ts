@@ -8,7 +8,6 @@
 // tenant's query is answered within a second, the expected dead letters are there, counters moved.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,10 +18,10 @@ import { specs } from '../../src/lib/config';
 import { testBroker } from '../helpers/broker';
 import { createTestDatabase, seedSmallPlant, TestDatabase } from '../helpers/db';
 import { FlakyProxy, urlThrough } from '../helpers/proxy';
+import { IngestProcess, startIngest, untilSubscribed } from '../helpers/ingest-process';
 import { sleep, waitFor } from '../helpers/wait';
 
 const test = suite('hardening: the sink never wedges, old readings lock nothing, SIGTERM loses nothing');
-const root = join(__dirname, '../..');
 let db: TestDatabase;
 let plant: Awaited<ReturnType<typeof seedSmallPlant>>;
 let other: Awaited<ReturnType<typeof seedSmallPlant>>;
@@ -199,32 +198,7 @@ test('finding 2: with an accepted age (INGEST_MAX_AGE_DAYS=30) readings from 200
 
 // ---- Finding 7: the real ingest process, stopped while the database is down -------------------
 
-interface Proc {
-  child: ChildProcess;
-  out: string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }>;
-  signalledAt: number;
-}
-
-function startIngest(env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, ['-r', 'tsx/cjs', join(root, 'src/cli/main.ts'), 'ingest', 'mqtt'], {
-    cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const p: Proc = { child, out: '', exited: undefined as never, signalledAt: 0 };
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (p.out += d));
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (p.out += d));
-  p.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, ms: Date.now() - p.signalledAt })));
-  return p;
-}
-
-async function untilSubscribed(p: Proc): Promise<void> {
-  await waitFor(() => {
-    if (p.child.exitCode !== null) throw new Error(`iot ingest mqtt exited ${p.child.exitCode}:\n${p.out}`);
-    return /\[ingest-mqtt\] subscribed/.test(p.out);
-  }, 30_000, `iot ingest mqtt to subscribe:\n${p.out}`);
-}
-
-async function stop(p: Proc, signal: NodeJS.Signals) {
+async function stop(p: IngestProcess, signal: NodeJS.Signals) {
   p.signalledAt = Date.now();
   p.child.kill(signal);
   const result = await Promise.race([p.exited, sleep(30_000).then(() => undefined)]);
@@ -256,7 +230,7 @@ async function durabilityRun(signal: 'SIGTERM' | 'SIGKILL', n: number, t0: numbe
     DATA_DIR: dataDir, LOG_LEVEL: 'info', DEMO: 'false',
   };
   const publisher = await mqtt.connectAsync(broker.url, { clientId: `test-durability-pub-${run}` });
-  let second: Proc | undefined;
+  let second: IngestProcess | undefined;
   try {
     const first = startIngest(env);
     await untilSubscribed(first);
